@@ -1,0 +1,233 @@
+"""Optimisers as objects whose state is keyed by parameter name.
+
+``step(params, grads)`` updates the parameter arrays in place.  ``state_dict()``
+returns plain arrays (``lr``, ``t`` and per-parameter slots such as ``m/fc1.w``)
+that can be stored in an ``.npz`` checkpoint and given back to
+``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Array = np.ndarray
+
+
+class Optimizer:
+    """Base class: validates the learning rate and handles the slot bookkeeping."""
+
+    name = "optimizer"
+    slot_names: tuple[str, ...] = ()
+    #: every this many steps, slot values below the smallest normal float are set to 0
+    #: (flush-to-zero, which NumPy cannot switch on): decaying moments of dead units
+    #: otherwise turn subnormal, and subnormal arithmetic is many times slower.
+    flush_every = 8
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+        self.t = 0
+        self.slots: dict[str, dict[str, Array]] = {s: {} for s in self.slot_names}
+        self._scratch: dict[str, Array] = {}
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = float(value)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{self.name}: learning rate must be a finite number > 0, got {value}")
+        self._lr = value
+
+    def _slot(self, slot: str, name: str, like: Array) -> Array:
+        arr = self.slots[slot].get(name)
+        if arr is None:
+            arr = self.slots[slot][name] = np.zeros_like(like)
+        return arr
+
+    def _tmp(self, name: str, like: Array) -> Array:
+        arr = self._scratch.get(name)
+        if arr is None or arr.shape != like.shape or arr.dtype != like.dtype:
+            arr = self._scratch[name] = np.empty_like(like)
+        return arr
+
+    def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
+        """Apply one update to every parameter that has a gradient."""
+        self.t += 1
+        self._prepare()
+        for name, grad in grads.items():
+            self._update(name, params[name], grad)
+        if self.t % self.flush_every == 0:
+            self.flush_subnormals()
+
+    def _prepare(self) -> None:
+        """Per-step scalars (Adam's bias corrections); nothing by default."""
+
+    def flush_subnormals(self) -> None:
+        """Set subnormal slot values to zero."""
+        for arrays in self.slots.values():
+            for arr in arrays.values():
+                arr[np.abs(arr) < np.finfo(arr.dtype).tiny] = 0
+
+    def _update(self, name: str, w: Array, g: Array) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict[str, float | bool]:
+        """The settings that define the update rule (for logging)."""
+        return {"lr": self.lr}
+
+    def state_dict(self) -> dict[str, Array]:
+        """Learning rate, step count and every slot, as arrays."""
+        out: dict[str, Array] = {"lr": np.array(self.lr), "t": np.array(self.t)}
+        for slot, arrays in self.slots.items():
+            out.update({f"{slot}/{name}": arr.copy() for name, arr in arrays.items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, Array]) -> None:
+        """Restore what ``state_dict`` returned; unknown slots raise ValueError."""
+        self.lr = float(state["lr"])
+        self.t = int(state["t"])
+        self.slots = {s: {} for s in self.slot_names}
+        for key, arr in state.items():
+            if key in ("lr", "t"):
+                continue
+            slot, _, name = key.partition("/")
+            if slot not in self.slots or not name:
+                raise ValueError(f"{self.name}: unknown optimiser state entry {key!r}")
+            self.slots[slot][name] = np.array(arr, copy=True)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, optionally with (Nesterov) momentum.
+
+    Plain: ``w -= lr * g``.  With momentum ``mu``: ``v = mu * v + g`` and
+    ``w -= lr * v``, or ``w -= lr * (g + mu * v)`` with Nesterov.
+    """
+
+    name = "sgd"
+    slot_names = ("velocity",)
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"sgd: momentum must lie in [0, 1), got {momentum}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("sgd: nesterov needs momentum > 0")
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _update(self, name, w, g):
+        tmp = self._tmp(name, w)
+        if self.momentum == 0.0:
+            np.multiply(g, self.lr, out=tmp)
+            w -= tmp
+            return
+        v = self._slot("velocity", name, w)
+        v *= self.momentum
+        v += g
+        if self.nesterov:
+            np.multiply(v, self.momentum, out=tmp)
+            tmp += g
+            tmp *= self.lr
+        else:
+            np.multiply(v, self.lr, out=tmp)
+        w -= tmp
+
+
+class RMSprop(Optimizer):
+    """``s = rho * s + (1 - rho) * g**2``; ``w -= lr * g / (sqrt(s) + eps)``."""
+
+    name = "rmsprop"
+    slot_names = ("square_avg",)
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.99, eps: float = 1e-8) -> None:
+        super().__init__(lr)
+        if not 0.0 < rho < 1.0:
+            raise ValueError(f"rmsprop: rho must lie in (0, 1), got {rho}")
+        self.rho, self.eps = rho, eps
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "rho": self.rho, "eps": self.eps}
+
+    def _update(self, name, w, g):
+        s = self._slot("square_avg", name, w)
+        tmp = self._tmp(name, w)
+        s *= self.rho
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.rho
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        w -= tmp
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, as in the seed report (Kingma & Ba, 2015).
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g**2``,
+    ``w -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1**t)`` and
+    ``v_hat = v / (1 - b2**t)``.  The corrections are folded into two scalars,
+    which is algebraically the same update with fewer passes over memory.
+    """
+
+    name = "adam"
+    slot_names = ("m", "v")
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__(lr)
+        for label, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"adam: {label} must lie in [0, 1), got {beta}")
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _prepare(self):
+        root_c2 = math.sqrt(1.0 - self.beta2**self.t)
+        self._step_size = self.lr * root_c2 / (1.0 - self.beta1**self.t)
+        self._eps_hat = self.eps * root_c2
+
+    def _update(self, name, w, g):
+        m = self._slot("m", name, w)
+        v = self._slot("v", name, w)
+        tmp = self._tmp(name, w)
+        m *= self.beta1
+        np.multiply(g, 1.0 - self.beta1, out=tmp)
+        m += tmp
+        v *= self.beta2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += self._eps_hat
+        np.divide(m, tmp, out=tmp)
+        tmp *= self._step_size
+        w -= tmp
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "momentum": SGD,
+    "nesterov": SGD,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+}
+
+
+def make_optimizer(name: str, lr: float, **options: float) -> Optimizer:
+    """Build an optimiser by name: sgd, momentum (0.9 unless given), nesterov, rmsprop or adam."""
+    key = name.lower()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    if key in ("momentum", "nesterov"):
+        options.setdefault("momentum", 0.9)
+        options["nesterov"] = key == "nesterov"
+    return OPTIMIZERS[key](lr=lr, **options)

@@ -1,0 +1,255 @@
+"""MNIST: download from a list of mirrors with SHA-256 checks, IDX parsing, and the seeded split."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .io import atomic_savez, atomic_write_bytes
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "https://yann.lecun.com/exdb/mnist/",
+)
+#: extra mirrors (folders or URLs, separated by os.pathsep or commas), tried before the config's list
+MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DownloadError(RuntimeError):
+    """Every mirror failed for a file; the message lists each mirror and why."""
+
+
+class IdxError(ValueError):
+    """An IDX file that is not what it claims to be; the message names the file and the fault."""
+
+
+# ----------------------------------------------------------------------------- download
+
+
+def mirror_list(configured: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
+    """Mirrors from the environment variable first, then the configured ones, without repeats."""
+    env_value = (environ if environ is not None else os.environ).get(MIRROR_ENV, "")
+    from_env = [m.strip() for part in env_value.split(os.pathsep) for m in part.split(",") if m.strip()]
+    seen: list[str] = []
+    for m in [*from_env, *configured]:
+        if m not in seen:
+            seen.append(m)
+    return seen
+
+
+def _mirror_url(mirror: str, filename: str) -> str:
+    """A URL for ``filename`` on a mirror given as http(s)://, file:// or a plain folder."""
+    scheme = urllib.parse.urlparse(mirror).scheme
+    if scheme in ("http", "https", "file"):
+        return mirror.rstrip("/") + "/" + filename
+    if scheme and len(scheme) > 1:
+        raise ValueError(f"unsupported mirror scheme {scheme!r} (use http, https, file or a folder)")
+    return Path(mirror).expanduser().resolve().joinpath(filename).as_uri()
+
+
+def _read_url(url: str, timeout: float) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (schemes checked above)
+        data = response.read(MAX_DOWNLOAD_BYTES + 1)
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        raise ValueError(f"larger than {MAX_DOWNLOAD_BYTES} bytes")
+    return data
+
+
+def _why_bad(data: bytes, expected_sha256: str) -> str | None:
+    """None for good bytes, else a short reason."""
+    if not data:
+        return "empty response"
+    head = data[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in head:
+        return "got an HTML/XML page instead of the file"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected_sha256:
+        return f"SHA-256 mismatch ({len(data)} bytes, sha256 {digest[:16]}..., expected {expected_sha256[:16]}...)"
+    return None
+
+
+def fetch_file(
+    filename: str, mirrors: Iterable[str], dest_dir: str | Path, sha256: str | None = None, timeout: float = 60.0
+) -> Path:
+    """Put a verified copy of ``filename`` in ``dest_dir``, trying each mirror in turn.
+
+    A file already there with the right digest is kept.  The download is written
+    to a temporary file and renamed only after its digest matched.
+    """
+    expected = sha256 or SHA256[filename]
+    dest = Path(dest_dir) / filename
+    if dest.exists() and hashlib.sha256(dest.read_bytes()).hexdigest() == expected:
+        return dest
+    failures = []
+    for mirror in mirrors:
+        try:
+            url = _mirror_url(mirror, filename)
+            data = _read_url(url, timeout)
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            failures.append(f"  {mirror}: {getattr(exc, 'reason', None) or exc}")
+            continue
+        reason = _why_bad(data, expected)
+        if reason:
+            failures.append(f"  {mirror}: {reason}")
+            continue
+        atomic_write_bytes(dest, data)
+        return dest
+    if not failures:
+        raise DownloadError(f"no mirrors configured for {filename}")
+    raise DownloadError(f"could not get a verified {filename} from any mirror:\n" + "\n".join(failures))
+
+
+def fetch_mnist(mirrors: Sequence[str], dest_dir: str | Path, timeout: float = 60.0) -> dict[str, Path]:
+    """All four MNIST files, verified; keys as in FILES."""
+    return {key: fetch_file(name, mirrors, dest_dir, timeout=timeout) for key, name in FILES.items()}
+
+
+# ----------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Parse a gzipped (``.gz``) or plain IDX file, checking magic number, dimensions and size."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise IdxError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise IdxError(f"{path}: not a valid gzip file ({exc})") from None
+    if len(raw) < 4:
+        raise IdxError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+    zero, type_code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or type_code not in IDX_TYPES:
+        raise IdxError(
+            f"{path}: bad IDX magic number 0x{raw[:4].hex()} (expected 0x0000 then a type code "
+            f"in {[hex(c) for c in IDX_TYPES]})"
+        )
+    if ndim == 0:
+        raise IdxError(f"{path}: IDX header declares zero dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IdxError(f"{path}: truncated IDX header ({len(raw)} bytes, {ndim} dimensions need {header})")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(IDX_TYPES[type_code])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    body = len(raw) - header
+    if body != expected:
+        fault = "truncated body" if body < expected else "trailing bytes after the body"
+        raise IdxError(f"{path}: {fault}: dimensions {dims} need {expected} bytes, found {body}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def read_mnist_files(files: dict[str, Path | str]) -> dict[str, np.ndarray]:
+    """Read the four files and check that they make an MNIST-shaped dataset."""
+    arrays = {key: read_idx(files[key]) for key in FILES}
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+            raise IdxError(
+                f"{files[f'{part}_images']}: expected uint8 images of shape (N, 28, 28), "
+                f"got {images.dtype} {images.shape}"
+            )
+        if labels.ndim != 1 or labels.dtype != np.uint8:
+            raise IdxError(f"{files[f'{part}_labels']}: expected a 1-D uint8 label vector, got {labels.shape}")
+        if len(images) != len(labels):
+            raise IdxError(f"{part}: {len(images)} images but {len(labels)} labels")
+        if labels.size and labels.max() > 9:
+            raise IdxError(f"{files[f'{part}_labels']}: label {labels.max()} outside 0-9")
+    return arrays
+
+
+# ----------------------------------------------------------------------------- split
+
+
+def file_digest(paths: Iterable[Path | str]) -> str:
+    """One SHA-256 over the given files' digests, in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(hashlib.sha256(Path(p).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def prepare_dataset(
+    files: dict[str, Path | str],
+    out_path: str | Path,
+    *,
+    train_size: int = 50_000,
+    val_size: int = 10_000,
+    test_size: int | None = None,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Write the seeded train/validation split and the test set as a ``.npz`` of uint8 images.
+
+    ``train_size + val_size`` images are drawn without replacement from the
+    60,000 training images; the test images stay apart (the first ``test_size``).
+    Returns a summary with the dataset digest.
+    """
+    arrays = read_mnist_files(files)
+    n = len(arrays["train_images"])
+    if train_size < 1 or val_size < 1 or train_size + val_size > n:
+        raise ValueError(f"train_size ({train_size}) + val_size ({val_size}) must be positive and at most {n}")
+    n_test = len(arrays["test_images"]) if test_size is None else test_size
+    if not 1 <= n_test <= len(arrays["test_images"]):
+        raise ValueError(f"test_size must lie in [1, {len(arrays['test_images'])}], got {test_size}")
+    order = np.random.default_rng(seed).permutation(n)
+    train_idx, val_idx = np.sort(order[:train_size]), np.sort(order[train_size : train_size + val_size])
+    source = file_digest(files[k] for k in FILES)
+    digest = hashlib.sha256(f"{source}:{train_size}:{val_size}:{n_test}:{seed}".encode()).hexdigest()
+    out = {
+        "x_train": arrays["train_images"][train_idx],
+        "y_train": arrays["train_labels"][train_idx],
+        "x_val": arrays["train_images"][val_idx],
+        "y_val": arrays["train_labels"][val_idx],
+        "x_test": arrays["test_images"][:n_test],
+        "y_test": arrays["test_labels"][:n_test],
+        "digest": np.array(digest),
+        "source_digest": np.array(source),
+    }
+    atomic_savez(out_path, out)
+    return {
+        "digest": digest,
+        "source_digest": source,
+        "train": train_size,
+        "val": val_size,
+        "test": n_test,
+        "seed": seed,
+    }
+
+
+def load_dataset(path: str | Path, dtype: str = "float32") -> dict[str, np.ndarray | str]:
+    """Read a prepared split; images scaled to [0, 1] in ``dtype``, labels as int64."""
+    with np.load(path, allow_pickle=False) as data:
+        out: dict[str, np.ndarray | str] = {"digest": str(data["digest"])}
+        for part in ("train", "val", "test"):
+            out[f"x_{part}"] = data[f"x_{part}"].astype(dtype) / np.asarray(255, dtype=dtype)
+            out[f"y_{part}"] = data[f"y_{part}"].astype(np.int64)
+    return out

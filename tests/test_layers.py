@@ -1,0 +1,121 @@
+"""Gradient checks (float64, centred differences) and behaviour of every layer function."""
+
+import numpy as np
+import pytest
+
+from nnlib import layers as F
+from nnlib.gradcheck import numerical_gradient, numerical_gradient_array, relative_error
+
+TOL = 1e-6
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(42)
+
+
+def test_affine_gradients_multidimensional_input(rng):
+    x = rng.standard_normal((4, 3, 5))
+    w = rng.standard_normal((15, 6))
+    b = rng.standard_normal(6)
+    out, cache = F.affine_forward(x, w, b)
+    assert out.shape == (4, 6)
+    np.testing.assert_allclose(out, x.reshape(4, -1) @ w + b)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.affine_backward(dout, cache)
+    assert dx.shape == x.shape
+    fwd = lambda: F.affine_forward(x, w, b)[0]  # noqa: E731
+    assert relative_error(dx, numerical_gradient_array(fwd, x, dout)) < TOL
+    assert relative_error(dw, numerical_gradient_array(fwd, w, dout)) < TOL
+    assert relative_error(db, numerical_gradient_array(fwd, b, dout)) < TOL
+    assert F.affine_backward(dout, cache, need_dx=False)[0] is None
+
+
+def test_relu_gradient(rng):
+    x = rng.standard_normal((6, 7))
+    x[np.abs(x) < 1e-3] = 0.5  # keep away from the kink
+    out, cache = F.relu_forward(x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    dout = rng.standard_normal(x.shape)
+    dx = F.relu_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(lambda: F.relu_forward(x)[0], x, dout)) < TOL
+
+
+def test_batchnorm_gradients(rng):
+    x = 3 * rng.standard_normal((8, 5)) + 2
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)
+    mean, var = np.zeros(5), np.ones(5)
+    fwd = lambda: F.batchnorm_forward(x, gamma, beta, mean.copy(), var.copy(), train=True)[0]  # noqa: E731
+    out, cache = F.batchnorm_forward(x, gamma, beta, mean, var, train=True)
+    dout = rng.standard_normal(out.shape)
+    dx, dgamma, dbeta = F.batchnorm_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(fwd, x, dout)) < TOL
+    assert relative_error(dgamma, numerical_gradient_array(fwd, gamma, dout)) < TOL
+    assert relative_error(dbeta, numerical_gradient_array(fwd, beta, dout)) < TOL
+
+
+def test_batchnorm_statistics_and_test_mode(rng):
+    x = 4 * rng.standard_normal((500, 3)) + np.array([1.0, -2.0, 5.0])
+    gamma, beta = np.array([1.0, 2.0, 0.5]), np.array([0.0, 1.0, -1.0])
+    mean, var = np.zeros(3), np.ones(3)
+    out, _ = F.batchnorm_forward(x, gamma, beta, mean, var, train=True, momentum=0.9)
+    np.testing.assert_allclose(out.mean(axis=0), beta, atol=1e-10)
+    np.testing.assert_allclose(out.std(axis=0), np.abs(gamma), rtol=1e-4)
+    np.testing.assert_allclose(mean, 0.1 * x.mean(axis=0))
+    np.testing.assert_allclose(var, 0.9 + 0.1 * x.var(axis=0))
+    test_out, cache = F.batchnorm_forward(x[:2], gamma, beta, mean, var, train=False)
+    assert cache is None
+    np.testing.assert_allclose(test_out, (x[:2] - mean) / np.sqrt(var + 1e-5) * gamma + beta)
+
+
+def test_dropout_expectation_mask_and_test_mode(rng):
+    x = np.ones((2000, 50))
+    out, mask = F.dropout_forward(x, 0.5, train=True, rng=rng)
+    dropped = np.mean(out == 0)
+    assert 0.48 < dropped < 0.52
+    assert abs(out.mean() - 1.0) < 0.02  # inverted dropout keeps the expected value
+    assert set(np.unique(out)) == {0.0, 2.0}
+    test_out, cache = F.dropout_forward(x, 0.5, train=False)
+    assert test_out is x and cache is None
+    dout = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(F.dropout_backward(dout, mask), dout * mask)
+    with pytest.raises(ValueError, match="drop probability"):
+        F.dropout_forward(x, 1.0, train=True, rng=rng)
+
+
+def test_dropout_gradient_with_fixed_mask(rng):
+    x = rng.standard_normal((5, 6))
+    mask = F.dropout_mask(x.shape, 0.5, rng, x.dtype)
+    dout = rng.standard_normal(x.shape)
+    dx = F.dropout_backward(dout, F.dropout_forward(x, 0.5, True, mask=mask)[1])
+    num = numerical_gradient_array(lambda: F.dropout_forward(x, 0.5, True, mask=mask)[0], x, dout)
+    assert relative_error(dx, num) < TOL
+
+
+def test_softmax_cross_entropy_gradient_and_stability(rng):
+    scores = rng.standard_normal((7, 10))
+    y = rng.integers(0, 10, 7)
+    loss, dscores = F.softmax_cross_entropy(scores, y)
+    assert abs(loss - np.log(10)) < 1.0
+    num = numerical_gradient(lambda: F.softmax_cross_entropy(scores, y)[0], scores)
+    assert relative_error(dscores, num) < TOL
+    huge, _ = F.softmax_cross_entropy(np.array([[1e4, 0.0], [0.0, 1e4]]), np.array([0, 0]))
+    assert np.isfinite(huge) and abs(huge - 5e3) < 1e-6
+
+
+def test_float32_is_kept(rng):
+    x = rng.standard_normal((4, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 3)).astype(np.float32)
+    out, _ = F.affine_forward(x, w, np.zeros(3, np.float32))
+    assert out.dtype == np.float32
+    assert F.relu_forward(out)[0].dtype == np.float32
+    assert F.dropout_forward(out, 0.5, True, rng=rng)[0].dtype == np.float32
+    bn, _ = F.batchnorm_forward(
+        out,
+        np.ones(3, np.float32),
+        np.zeros(3, np.float32),
+        np.zeros(3, np.float32),
+        np.ones(3, np.float32),
+        train=True,
+    )
+    assert bn.dtype == np.float32

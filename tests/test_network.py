@@ -1,0 +1,138 @@
+"""Whole-network gradient checks, prediction, and checkpoints."""
+
+import numpy as np
+import pytest
+
+from nnlib import CheckpointError, MLPSpec, Network, spec_from_dict
+from nnlib.gradcheck import check_network_gradients
+
+
+def small_batch(seed=0, n=6, d=12, classes=4):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)), rng.integers(0, classes, n)
+
+
+@pytest.mark.parametrize(
+    "batchnorm,dropout,hidden,decay",
+    [
+        (False, 0.0, (9,), 0.0),
+        (True, 0.0, (9,), 0.0),
+        (False, 0.5, (9,), 0.0),
+        (True, 0.5, (9,), 0.0),
+        (True, 0.3, (8, 7), 0.1),
+    ],
+    ids=["plain", "bn", "dropout", "bn+dropout", "deep+decay"],
+)
+def test_whole_model_gradients(batchnorm, dropout, hidden, decay):
+    x, y = small_batch()
+    spec = MLPSpec(
+        input_dim=12,
+        hidden=hidden,
+        classes=4,
+        batchnorm=batchnorm,
+        dropout=dropout,
+        dtype="float64",
+        weight_decay=decay,
+    )
+    net = Network(spec, seed=3)
+    errors = check_network_gradients(net, x, y, seed=11)
+    assert set(errors) == set(net.params)
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_gradcheck_detects_a_wrong_gradient():
+    x, y = small_batch()
+    net = Network(MLPSpec(input_dim=12, hidden=(9,), classes=4, dtype="float64"), seed=3)
+    original = net.loss_and_grads
+
+    def broken(*args, **kwargs):
+        loss, grads = original(*args, **kwargs)
+        grads["fc1.w"] = grads["fc1.w"] * 1.01
+        return loss, grads
+
+    net.loss_and_grads = broken
+    assert check_network_gradients(net, x, y)["fc1.w"] > 1e-4
+
+
+def test_seed_network_shape_and_dtype():
+    net = Network(MLPSpec(), seed=0)
+    assert [n for n in net.params] == ["fc1.w", "fc1.b", "fc2.w", "fc2.b"]
+    assert net.params["fc1.w"].shape == (784, 100) and net.params["fc2.w"].shape == (100, 10)
+    assert net.n_params == 784 * 100 + 100 + 100 * 10 + 10
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    x = np.random.default_rng(0).random((5, 28, 28), dtype=np.float32)
+    assert net.predict(x).shape == (5,)
+    proba = net.predict_proba(x)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_same_seed_same_weights_and_xavier_differs():
+    a, b = Network(MLPSpec(), seed=5), Network(MLPSpec(), seed=5)
+    assert all(np.array_equal(a.params[k], b.params[k]) for k in a.params)
+    he, xavier = Network(MLPSpec(init="he"), seed=5), Network(MLPSpec(init="xavier"), seed=5)
+    assert he.params["fc1.w"].std() > xavier.params["fc1.w"].std()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"dropout": 1.0},
+        {"init": "zeros"},
+        {"dtype": "float16"},
+        {"hidden": (0,)},
+        {"classes": 1},
+        {"weight_decay": -1.0},
+    ],
+)
+def test_bad_spec_is_rejected(bad):
+    with pytest.raises(ValueError):
+        MLPSpec(**bad)
+
+
+def test_spec_round_trip_and_unknown_keys():
+    spec = MLPSpec(hidden=(50, 20), batchnorm=True, dropout=0.5)
+    assert spec_from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown mlp spec keys"):
+        spec_from_dict({**spec.to_dict(), "colour": "red"})
+    with pytest.raises(ValueError, match="unknown network kind"):
+        spec_from_dict({"kind": "transformer"})
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = Network(MLPSpec(hidden=(30,), batchnorm=True, dropout=0.5), seed=1)
+    x, y = small_batch(n=20, d=784, classes=10)
+    x = x.astype(np.float32)
+    net.loss_and_grads(x, y, np.random.default_rng(0))  # moves the running statistics
+    path = tmp_path / "model.npz"
+    net.save(path, extra={"best_val_acc": 0.9})
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    loaded = Network.load(path)
+    assert loaded.spec == net.spec
+    np.testing.assert_array_equal(loaded.predict_proba(x), net.predict_proba(x))
+    np.testing.assert_array_equal(loaded.buffers["bn1.running_mean"], net.buffers["bn1.running_mean"])
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path):
+    missing = tmp_path / "missing.npz"
+    with pytest.raises(CheckpointError, match="not found"):
+        Network.load(missing)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    with pytest.raises(CheckpointError, match="garbage.npz"):
+        Network.load(garbage)
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, weights=np.ones(3))
+    with pytest.raises(CheckpointError, match="not an nnlib checkpoint"):
+        Network.load(foreign)
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, format=np.array("nnlib-checkpoint-v1"), spec=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(CheckpointError):
+        Network.load(pickled)
+    net = Network(MLPSpec(hidden=(8,)), seed=0)
+    good = tmp_path / "good.npz"
+    net.save(good)
+    data = dict(np.load(good))
+    data["param/fc1.w"] = data["param/fc1.w"][:10]
+    np.savez(tmp_path / "wrong_shape.npz", **data)
+    with pytest.raises(CheckpointError, match="fc1.w has shape"):
+        Network.load(tmp_path / "wrong_shape.npz")
