@@ -1,0 +1,127 @@
+"""The study's configuration: checks the JSON schema cannot express, and the names derived from it."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from nnlib.optim import OPTIMIZERS
+
+#: names that become parts of paths: letters, digits, dot, dash, underscore, and no ".."
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SEED_LR = {"sgd": 0.02, "adam": 0.001}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot work; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: optimiser x batch norm x dropout."""
+
+    optimizer: str
+    batchnorm: bool
+    dropout: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.optimizer}-bn{int(self.batchnorm)}-dp{self.dropout:g}"
+
+    @property
+    def variant(self) -> str:
+        """The seed report's Table 2 label."""
+        return {(False, False): "BPNN", (True, False): "BPNN+BN", (False, True): "BPNN+DP", (True, True): "BPNN+BN+DP"}[
+            (self.batchnorm, self.dropout > 0)
+        ]
+
+    @classmethod
+    def parse(cls, name: str) -> Cell:
+        match = re.fullmatch(r"([a-z]+)-bn([01])-dp([0-9.]+)", name)
+        if not match:
+            raise ConfigError(f"not a grid cell name: {name!r} (expected e.g. adam-bn1-dp0.5)")
+        return cls(match[1], match[2] == "1", float(match[3]))
+
+
+def check_name(key: str, value: str) -> str:
+    """Reject names that would escape the output folders when used in a path."""
+    if not isinstance(value, str) or not SAFE_NAME.match(value) or ".." in value:
+        raise ConfigError(f"{key}: {value!r} is not a safe name (letters, digits, '.', '-', '_'; no '..' and no '/')")
+    return value
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Semantic checks after schema validation; raises ConfigError naming the key."""
+    check_name("study_name", config["study_name"])
+    check_name("mlflow.experiment_prefix", config["mlflow"]["experiment_prefix"])
+    known = sorted(OPTIMIZERS)
+    grid, search, data = config["grid"], config["search"], config["data"]
+    for key in ("optimizers", "batchnorm", "dropout", "seeds"):
+        if not grid[key]:
+            raise ConfigError(f"grid.{key} is empty: the grid needs at least one value")
+        if len(set(map(str, grid[key]))) != len(grid[key]):
+            raise ConfigError(f"grid.{key} has repeated values: {grid[key]}")
+    for name in grid["optimizers"]:
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"grid.optimizers: unknown optimizer {name!r}; allowed: {known}")
+    for p in grid["dropout"]:
+        if not 0 <= p < 1:
+            raise ConfigError(f"grid.dropout: {p} is not a drop probability in [0, 1)")
+    for name, lr in grid["fallback_lr"].items():
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"grid.fallback_lr: unknown optimizer {name!r}; allowed: {known}")
+        if not (isinstance(lr, int | float) and math.isfinite(lr) and lr > 0):
+            raise ConfigError(f"grid.fallback_lr.{name}: learning rate must be a finite number > 0, got {lr!r}")
+    if not search["enabled"]:
+        missing = [o for o in grid["optimizers"] if o not in grid["fallback_lr"]]
+        if missing:
+            raise ConfigError(f"grid.fallback_lr lacks {missing}, needed when search.enabled is false")
+    for name in grid["optimizers"]:
+        if search["enabled"] and name not in search["lr_range"]:
+            raise ConfigError(f"search.lr_range lacks optimizer {name!r}; give [low, high]")
+    for name, bounds in search["lr_range"].items():
+        if name not in OPTIMIZERS:
+            raise ConfigError(f"search.lr_range: unknown optimizer {name!r}; allowed: {known}")
+        low, high = bounds
+        if not (low > 0 and high > 0):
+            raise ConfigError(f"search.lr_range.{name}: learning rates must be > 0, got [{low}, {high}]")
+        if low >= high:
+            raise ConfigError(f"search.lr_range.{name}: low ({low}) must be below high ({high})")
+    if data["train_size"] + data["val_size"] > 60_000:
+        raise ConfigError(
+            f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
+        )
+    if search["workers"] > search["n_trials"]:
+        raise ConfigError(f"search.workers ({search['workers']}) exceeds search.n_trials ({search['n_trials']})")
+
+
+def grid_cells(config: dict[str, Any]) -> list[Cell]:
+    """Every optimiser x batch norm x dropout cell, in config order."""
+    g = config["grid"]
+    return [Cell(o, bool(b), float(p)) for o in g["optimizers"] for b in g["batchnorm"] for p in g["dropout"]]
+
+
+def search_cell(config: dict[str, Any], optimizer: str) -> Cell:
+    """The cell an optimiser-wide learning-rate search trains (the plain BP network by default)."""
+    s = config["search"]["cell"]
+    return Cell(optimizer, bool(s["batchnorm"]), float(s["dropout"]))
+
+
+def study_for_cell(config: dict[str, Any], cell: Cell) -> str:
+    """Name of the Optuna study whose best learning rate the cell uses."""
+    return f"lr-{cell.name}" if config["search"]["per_cell"] else f"lr-{cell.optimizer}"
+
+
+def study_names(config: dict[str, Any]) -> list[str]:
+    """All learning-rate studies the config asks for (none when searches are off)."""
+    if not config["search"]["enabled"]:
+        return []
+    return sorted({study_for_cell(config, c) for c in grid_cells(config)})
+
+
+def study_cell(config: dict[str, Any], study: str) -> Cell:
+    """The cell a study's trials train."""
+    rest = study.removeprefix("lr-")
+    return Cell.parse(rest) if "-bn" in rest else search_cell(config, rest)

@@ -1,0 +1,83 @@
+"""A grid job: one cell and one seed, trained at the searched (or fallback) learning rate and tracked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from .config import Cell
+from .mnist import load_dataset
+from .tracking import RunLogger, kill_stale_runs
+from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
+
+
+def learning_rate(cell: Cell, best_file: str | Path | None, fallback: dict[str, float]) -> tuple[float, str]:
+    """The cell's learning rate and where it came from (a search's best, or the fallback table)."""
+    if best_file:
+        best = json.loads(Path(best_file).read_text())
+        if best.get("lr") is not None:
+            return float(best["lr"]), f"search:{best['study']}"
+    if cell.optimizer not in fallback:
+        raise ValueError(f"no learning rate for {cell.optimizer}: no search result and no grid.fallback_lr entry")
+    return float(fallback[cell.optimizer]), "fallback"
+
+
+def run_grid_job(
+    *,
+    cell_name: str,
+    seed: int,
+    dataset_path: str | Path,
+    best_file: str | Path | None,
+    fallback_lr: dict[str, float],
+    settings: TrainSettings,
+    tracking: dict[str, Any],
+    result_path: str | Path,
+    model_path: str | Path,
+) -> dict[str, Any]:
+    """Train, evaluate on the test set, save checkpoint and result, and record it all in MLflow."""
+    cell = Cell.parse(cell_name)
+    lr, lr_source = learning_rate(cell, best_file, fallback_lr)
+    data = load_dataset(dataset_path, settings.dtype)
+    client = MlflowClient(tracking["uri"])
+    experiment = tracking["experiments"]["grid"]
+    identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
+    kill_stale_runs(client, experiment, identity)
+    logger = RunLogger(
+        client,
+        experiment,
+        run_name=f"{cell.name}-seed{seed}",
+        tags={**identity, "optimizer": cell.optimizer, "variant": cell.variant, "status": "running"},
+        flush_seconds=tracking["flush_seconds"],
+    )
+    logger.log_params({**run_params(cell, lr, settings, seed, data["digest"], tracking["git"]), "lr_source": lr_source})
+    try:
+        outcome = train_cell(cell, lr, data, settings, seed, callback=epoch_logger(logger))
+    except BaseException:
+        logger.finish(RunStatus.to_string(RunStatus.FAILED), tags={"status": "failed"})
+        raise
+    test_acc = outcome.net.evaluate(data["x_test"], data["y_test"]) if outcome.status == "ok" else None
+    metrics = summary_metrics(outcome, test_acc)
+    outcome.net.save(model_path, extra={"status": outcome.status, "lr": lr, "seed": seed})
+    fields = {
+        **identity,
+        "optimizer": cell.optimizer,
+        "batchnorm": cell.batchnorm,
+        "dropout": cell.dropout,
+        "variant": cell.variant,
+        "lr": lr,
+        "lr_source": lr_source,
+        "dataset_digest": data["digest"],
+        "mlflow_run_id": logger.run_id,
+    }
+    result = write_result(result_path, fields, outcome, metrics)
+    logger.finish(
+        RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),
+        metrics=metrics,
+        tags={"status": outcome.status},
+        artifacts=[result_path, model_path],
+    )
+    return result

@@ -1,0 +1,39 @@
+"""What every Snakemake script needs: its log file, one BLAS thread per job, and the tracking context."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .tracking import git_commit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def start_job(snakemake: Any) -> None:
+    """Send the job's output to its log file and limit BLAS to the job's threads."""
+    if snakemake.log:
+        log = open(snakemake.log[0], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives as long as the job)
+        sys.stdout = sys.stderr = log
+        logging.basicConfig(stream=log, level=logging.INFO, force=True)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(max(1, int(snakemake.threads)))
+
+
+def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str, Any]:
+    """Tracking URI, experiment ids, study name and git commit, as the job functions take them."""
+    store = json.loads(Path(store_json).read_text())
+    return {
+        "uri": store["uri"],
+        "experiments": store["experiments"],
+        "study": config["study_name"],
+        "git": git_commit(REPO),
+        "flush_seconds": config["mlflow"]["flush_seconds"],
+    }
+
+
+__all__ = ["start_job", "tracking_context"]

@@ -1,0 +1,82 @@
+"""Result tables: the seed report's Table 1 and Table 2 as mean ± std over seeds, with test accuracy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write_text
+
+VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"]
+RUN_COLUMNS = [
+    "study", "cell", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
+    "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
+    "mlflow_run_id",
+]  # fmt: skip
+
+
+def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per grid run (no histories), sorted by cell and seed."""
+    rows = [{k: json.loads(Path(p).read_text()).get(k) for k in RUN_COLUMNS} for p in paths]
+    frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
+    return frame.sort_values(["optimizer", "batchnorm", "dropout", "seed"]).reset_index(drop=True)
+
+
+def summarise(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Mean, std and count of accuracy (in %) and epochs per group; diverged runs are counted apart."""
+    out = []
+    for key, group in runs.groupby(by, sort=False):
+        ok = group[group["status"] == "ok"]
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+        row.update(n=len(ok), n_diverged=int((group["status"] == "diverged").sum()), lr=group["lr"].iloc[0])
+        for col, scale in (("best_val_acc", 100), ("test_acc", 100), ("epochs_to_best", 1), ("epochs", 1),
+                           ("time_per_epoch", 1)):  # fmt: skip
+            row[f"{col}_mean"] = ok[col].mean() * scale if len(ok) else float("nan")
+            row[f"{col}_std"] = ok[col].std(ddof=1) * scale if len(ok) > 1 else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def mean_std(mean: float, std: float, digits: int = 2) -> str:
+    """``97.57 ± 0.08``; ``—`` for no value; the std is left out when there is only one run."""
+    if pd.isna(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _display(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+    shown = summary[first].copy()
+    shown["lr"] = summary["lr"].map(lambda v: f"{v:.3g}")
+    for label, col, digits in (("val acc (%)", "best_val_acc", 2), ("test acc (%)", "test_acc", 2),
+                               ("epochs to best", "epochs_to_best", 1), ("epochs run", "epochs", 1)):  # fmt: skip
+        shown[label] = [mean_std(m, s, digits) for m, s in zip(summary[f"{col}_mean"], summary[f"{col}_std"])]
+    shown["n"] = summary["n"].astype(str) + [f" ({d} diverged)" if d else "" for d in summary["n_diverged"]]
+    return shown
+
+
+def table1(runs: pd.DataFrame) -> pd.DataFrame:
+    """Optimisers on the plain BP network (the seed's Table 1)."""
+    plain = runs[(~runs["batchnorm"].astype(bool)) & (runs["dropout"] == 0)]
+    return summarise(plain, ["optimizer"])
+
+
+def table2(runs: pd.DataFrame) -> pd.DataFrame:
+    """BPNN / +BN / +DP / +BN+DP for each optimiser (the seed's Table 2)."""
+    frame = summarise(runs, ["optimizer", "variant"])
+    frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
+    return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
+
+
+def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """runs.csv, table1.{csv,md} and table2.{csv,md} in ``out_dir``."""
+    out_dir = Path(out_dir)
+    runs = load_runs(result_paths)
+    tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs)}
+    atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
+    for name, first in (("table1", ["optimizer"]), ("table2", ["optimizer", "variant"])):
+        atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
+        atomic_write_text(out_dir / f"{name}.md", _display(tables[name], first).to_markdown(index=False) + "\n")
+    return tables

@@ -1,0 +1,141 @@
+"""MLflow glue: one store set up once, runs with batched logging, and clean-up of runs a kill left RUNNING."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+
+EXPERIMENTS = ("grid", "lr-search")
+MAX_PARAM_CHARS = 6000
+
+
+def default_tracking_uri(results_dir: str | Path) -> str:
+    """The local store: an SQLite database under ``results/mlflow``."""
+    return f"sqlite:///{(Path(results_dir) / 'mlflow' / 'mlflow.db').resolve()}"
+
+
+def tracking_uri(configured: str, results_dir: str | Path) -> str:
+    """The configured URI, or the local default when it is empty."""
+    return configured or default_tracking_uri(results_dir)
+
+
+def experiment_name(prefix: str, kind: str) -> str:
+    return f"{prefix}/{kind}"
+
+
+def setup_store(uri: str, prefix: str, artifact_dir: str | Path) -> dict[str, str]:
+    """Create (or find) the study's experiments; returns kind -> experiment id.
+
+    Run once by one job before any other job touches the store, so no two
+    processes race to create the database or an experiment.
+    """
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(uri)
+    ids = {}
+    for kind in EXPERIMENTS:
+        name = experiment_name(prefix, kind)
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            location = (Path(artifact_dir).resolve() / kind).as_uri()
+            ids[kind] = client.create_experiment(name, artifact_location=location)
+        else:
+            ids[kind] = found.experiment_id
+    return ids
+
+
+def git_commit(folder: str | Path) -> str:
+    """The checked-out commit (with ``-dirty`` when files changed), or ``unknown`` outside git."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def _clean(value: float) -> float:
+    return float(value) if math.isfinite(value) else float("nan")
+
+
+class RunLogger:
+    """One MLflow run whose metrics are buffered and sent in batches.
+
+    Per-epoch metrics are held until ``flush_seconds`` have passed since the last
+    send (and at the end), so a run costs a handful of store calls however many
+    epochs it has.
+    """
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        experiment_id: str,
+        run_name: str,
+        tags: dict[str, Any],
+        parent_run_id: str | None = None,
+        flush_seconds: float = 10.0,
+    ) -> None:
+        self.client = client
+        all_tags = {k: str(v) for k, v in tags.items()}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        self.run_id = client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
+        self.flush_seconds = flush_seconds
+        self._pending: list[Metric] = []
+        self._last_flush = time.monotonic()
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
+        self.client.log_batch(self.run_id, params=items)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, _clean(v), now, step or 0) for k, v in metrics.items()]
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.client.log_batch(self.run_id, metrics=self._pending)
+            self._pending = []
+        self._last_flush = time.monotonic()
+
+    def finish(
+        self,
+        status: str,
+        metrics: dict[str, float] | None = None,
+        tags: dict[str, Any] | None = None,
+        artifacts: list[str | Path] = (),
+    ) -> None:
+        """Send what is buffered, the final metrics, tags and artifacts, then end the run."""
+        if metrics:
+            self.log_metrics(metrics)
+        self.flush()
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for path in artifacts:
+            self.client.log_artifact(self.run_id, str(path))
+        self.client.set_terminated(self.run_id, status)
+
+
+def kill_stale_runs(client: MlflowClient, experiment_id: str, tags: dict[str, Any]) -> list[str]:
+    """Mark RUNNING runs that carry all of ``tags`` as KILLED (left so by a killed job); returns their ids."""
+    clauses = [f"tags.{k} = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"]
+    runs = client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=1000)
+    for run in runs:
+        client.set_tag(run.info.run_id, "status", "killed")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+    return [r.info.run_id for r in runs]

@@ -1,0 +1,176 @@
+"""One training of one grid cell, shared by the grid jobs and the search trials, and its MLflow record."""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnlib import DivergenceError, History, MLPSpec, Network, Trainer, make_optimizer, make_schedule
+
+from .config import Cell
+from .io import atomic_write_json
+from .tracking import RunLogger
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """What every training of the study shares (from the ``training`` config section)."""
+
+    batch_size: int = 100
+    max_epochs: int = 100
+    patience: int = 3
+    hidden: tuple[int, ...] = (100,)
+    init: str = "he"
+    weight_decay: float = 0.0
+    dtype: str = "float32"
+    schedule: str = "constant"
+    schedule_gamma: float = 0.5
+    schedule_step: int = 10
+    train_eval_samples: int = 10_000
+
+    @classmethod
+    def from_config(cls, section: dict[str, Any], **overrides: Any) -> TrainSettings:
+        values = {**section, **overrides}
+        values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+    def spec(self, cell: Cell) -> MLPSpec:
+        return MLPSpec(
+            hidden=self.hidden,
+            batchnorm=cell.batchnorm,
+            dropout=cell.dropout,
+            init=self.init,
+            dtype=self.dtype,
+            weight_decay=self.weight_decay,
+        )
+
+    def lr_schedule(self):
+        if self.schedule == "constant":
+            return None
+        if self.schedule == "step":
+            return make_schedule("step", step_size=self.schedule_step, gamma=self.schedule_gamma)
+        return make_schedule(self.schedule, gamma=self.schedule_gamma)
+
+
+@dataclass
+class Outcome:
+    """What a training produced: the network (best weights restored), its history and status."""
+
+    net: Network
+    history: History
+    status: str  # "ok" or "diverged"
+    message: str = ""
+
+
+def train_cell(cell: Cell, lr: float, data: dict, settings: TrainSettings, seed: int, callback=None) -> Outcome:
+    """Train ``cell`` at learning rate ``lr``; a diverging loss gives status ``diverged``, not an exception."""
+    net = Network(settings.spec(cell), seed=seed)
+    trainer = Trainer(
+        net,
+        make_optimizer(cell.optimizer, lr),
+        batch_size=settings.batch_size,
+        max_epochs=settings.max_epochs,
+        patience=settings.patience,
+        seed=seed,
+        schedule=settings.lr_schedule(),
+        callback=callback,
+        train_eval_samples=settings.train_eval_samples,
+    )
+    try:
+        history = trainer.fit(data["x_train"], data["y_train"], data["x_val"], data["y_val"])
+    except DivergenceError as exc:
+        return Outcome(net, exc.history, "diverged", str(exc))
+    return Outcome(net, history, "ok")
+
+
+def finite_or_none(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+def history_json(history: History) -> dict[str, Any]:
+    """The history as JSON-safe lists (non-finite values become null)."""
+    out: dict[str, Any] = {}
+    for key, value in asdict(history).items():
+        if isinstance(value, list):
+            out[key] = [finite_or_none(v) if isinstance(v, float) else v for v in value]
+        elif isinstance(value, float):
+            out[key] = finite_or_none(value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_params(cell: Cell, lr: float, settings: TrainSettings, seed: int, dataset_digest: str, git: str) -> dict:
+    """Every hyperparameter of a training, for MLflow params."""
+    params = {f"train.{k}": v for k, v in asdict(settings).items()}
+    params.update(
+        optimizer=cell.optimizer,
+        batchnorm=cell.batchnorm,
+        dropout=cell.dropout,
+        lr=lr,
+        seed=seed,
+        dataset_digest=dataset_digest,
+        git_commit=git,
+        numpy=np.__version__,
+        python=platform.python_version(),
+    )
+    return params
+
+
+def epoch_logger(logger: RunLogger, then=None):
+    """A Trainer callback that buffers each epoch's metrics in ``logger`` and then calls ``then``."""
+
+    def callback(record: dict[str, Any]):
+        logger.log_metrics(
+            {
+                "loss": record["train_loss"],
+                "train_acc": record["train_acc"],
+                "val_acc": record["val_acc"],
+                "lr": record["lr"],
+                "epoch_time": record["epoch_time"],
+            },
+            step=record["epoch"],
+        )
+        return then(record) if then else None
+
+    return callback
+
+
+def summary_metrics(outcome: Outcome, test_acc: float | None) -> dict[str, float]:
+    h = outcome.history
+    epochs = len(h.epoch)
+    metrics = {
+        "best_val_acc": h.best_val_acc,
+        "epochs": epochs,
+        "epochs_to_best": h.best_epoch,
+        "wall_time": h.wall_time,
+        "time_per_epoch": (sum(h.epoch_time) / epochs) if epochs else float("nan"),
+    }
+    if test_acc is not None:
+        metrics["test_acc"] = test_acc
+    return {k: v for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
+def write_result(path: str | Path, fields: dict[str, Any], outcome: Outcome, metrics: dict[str, float]) -> dict:
+    """The declared result file of a training: identity, status, summary metrics and history."""
+    result = {
+        **fields,
+        "status": outcome.status,
+        "message": outcome.message,
+        "stop_reason": outcome.history.stop_reason,
+        "best_val_acc": finite_or_none(metrics.get("best_val_acc", float("nan"))),
+        "test_acc": finite_or_none(metrics.get("test_acc", float("nan"))),
+        "epochs": len(outcome.history.epoch),
+        "epochs_to_best": outcome.history.best_epoch,
+        "wall_time": outcome.history.wall_time,
+        "time_per_epoch": finite_or_none(metrics.get("time_per_epoch", float("nan"))),
+        "n_params": outcome.net.n_params,
+        "history": history_json(outcome.history),
+    }
+    atomic_write_json(path, result)
+    return result

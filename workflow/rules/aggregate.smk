@@ -1,0 +1,72 @@
+rule tables:
+    input:
+        grid_results(),
+    output:
+        runs=report(
+            "results/tables/runs.csv", caption="../report/runs.rst", category="Tables"
+        ),
+        table1_csv=report(
+            "results/tables/table1.csv",
+            caption="../report/table1.rst",
+            category="Tables",
+        ),
+        table1_md="results/tables/table1.md",
+        table2_csv=report(
+            "results/tables/table2.csv",
+            caption="../report/table2.rst",
+            category="Tables",
+        ),
+        table2_md="results/tables/table2.md",
+    log:
+        "results/logs/tables.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    script:
+        "../scripts/tables.py"
+
+
+rule figures:
+    input:
+        results=grid_results(),
+        runs=rules.tables.output.runs,
+        trials=expand("results/search/{study}/trials.csv", study=STUDIES),
+    output:
+        curves=report(
+            expand(
+                "results/figures/curves_{optimizer}.{ext}",
+                optimizer=config["grid"]["optimizers"],
+                ext=["png", "svg"],
+            ),
+            caption="../report/curves.rst",
+            category="Figures",
+        ),
+        grid=report(
+            expand("results/figures/grid_comparison.{ext}", ext=["png", "svg"]),
+            caption="../report/grid.rst",
+            category="Figures",
+        ),
+        search=report(
+            expand(
+                "results/figures/{name}.{ext}",
+                name=["search_history", "lr_vs_accuracy"] if SEARCH else [],
+                ext=["png", "svg"],
+            ),
+            caption="../report/search.rst",
+            category="Figures",
+        ),
+    log:
+        "results/logs/figures.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    params:
+        studies=STUDIES,
+    script:
+        "../scripts/figures.py"

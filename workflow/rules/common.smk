@@ -1,0 +1,42 @@
+import os
+
+from snakemake.utils import validate
+
+from nnstudy.config import (
+    ConfigError,
+    check_config,
+    grid_cells,
+    study_cell,
+    study_for_cell,
+    study_names,
+)
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    check_config(config)
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}")
+
+CELLS = {cell.name: cell for cell in grid_cells(config)}
+SEEDS = [int(seed) for seed in config["grid"]["seeds"]]
+STUDIES = study_names(config)
+WORKERS = list(range(config["search"]["workers"]))
+SEARCH = config["search"]["enabled"]
+
+
+wildcard_constraints:
+    cell="[a-z]+-bn[01]-dp[0-9.]+",
+    seed=r"\d+",
+    study="lr-[a-z0-9.-]+",
+    worker=r"\d+",
+
+
+def grid_results():
+    return expand("results/grid/{cell}/seed{seed}/result.json", cell=CELLS, seed=SEEDS)
+
+
+def best_lr_file(wildcards):
+    """The search result a grid cell takes its learning rate from (none when searches are off)."""
+    if not SEARCH:
+        return []
+    return f"results/search/{study_for_cell(config, CELLS[wildcards.cell])}/best.json"

@@ -1,0 +1,65 @@
+rule download_mnist:
+    output:
+        expand(
+            "results/data/raw/{name}",
+            name=[
+                "train-images-idx3-ubyte.gz",
+                "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz",
+                "t10k-labels-idx1-ubyte.gz",
+            ],
+        ),
+    log:
+        "results/logs/download_mnist.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=30,
+    params:
+        mirrors=config["data"]["mirrors"],
+        timeout=config["data"]["timeout_s"],
+    script:
+        "../scripts/download_mnist.py"
+
+
+rule prepare_dataset:
+    input:
+        rules.download_mnist.output,
+    output:
+        data="results/data/mnist_split.npz",
+        summary="results/data/dataset.json",
+    log:
+        "results/logs/prepare_dataset.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=10,
+    params:
+        train_size=config["data"]["train_size"],
+        val_size=config["data"]["val_size"],
+        test_size=config["data"]["test_size"],
+        seed=config["data"]["split_seed"],
+    script:
+        "../scripts/prepare_dataset.py"
+
+
+rule mlflow_store:
+    output:
+        "results/mlflow/store.json",
+    log:
+        "results/logs/mlflow_store.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        tracking_uri=config["mlflow"]["tracking_uri"],
+        prefix=config["mlflow"]["experiment_prefix"],
+    script:
+        "../scripts/mlflow_store.py"

@@ -1,0 +1,9 @@
+from pathlib import Path
+
+from nnstudy.jobs import start_job
+from nnstudy.mnist import fetch_mnist, mirror_list
+
+start_job(snakemake)
+mirrors = mirror_list(snakemake.params.mirrors)
+print("mirrors, in order:", *mirrors, sep="\n  ")
+fetch_mnist(mirrors, Path(snakemake.output[0]).parent, timeout=snakemake.params.timeout)

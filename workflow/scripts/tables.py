@@ -1,0 +1,7 @@
+from pathlib import Path
+
+from nnstudy.jobs import start_job
+from nnstudy.tables import write_tables
+
+start_job(snakemake)
+write_tables(snakemake.input, Path(snakemake.output.runs).parent)
