@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,12 @@ REPO = Path(__file__).resolve().parents[1]
 def start_job(snakemake: Any) -> None:
     """Send the job's output to its log file and limit BLAS to the job's threads."""
     if snakemake.log:
-        log = open(snakemake.log[0], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (lives as long as the job)
-        sys.stdout = sys.stderr = log
-        logging.basicConfig(stream=log, level=logging.INFO, force=True)
+        fd = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+            os.dup2(fd, stream.fileno())
+        os.close(fd)
+        logging.basicConfig(level=logging.INFO, force=True)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(max(1, int(snakemake.threads)))

@@ -34,7 +34,7 @@ DEFAULT_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://yann.lecun.com/exdb/mnist/",
 )
-#: extra mirrors (folders or URLs, separated by os.pathsep or commas), tried before the config's list
+#: extra mirrors (folders or URLs, separated by commas or spaces), tried before the config's list
 MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
@@ -55,7 +55,7 @@ class IdxError(ValueError):
 def mirror_list(configured: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
     """Mirrors from the environment variable first, then the configured ones, without repeats."""
     env_value = (environ if environ is not None else os.environ).get(MIRROR_ENV, "")
-    from_env = [m.strip() for part in env_value.split(os.pathsep) for m in part.split(",") if m.strip()]
+    from_env = env_value.replace(",", " ").split()
     seen: list[str] = []
     for m in [*from_env, *configured]:
         if m not in seen:
@@ -125,9 +125,13 @@ def fetch_file(
     raise DownloadError(f"could not get a verified {filename} from any mirror:\n" + "\n".join(failures))
 
 
-def fetch_mnist(mirrors: Sequence[str], dest_dir: str | Path, timeout: float = 60.0) -> dict[str, Path]:
-    """All four MNIST files, verified; keys as in FILES."""
-    return {key: fetch_file(name, mirrors, dest_dir, timeout=timeout) for key, name in FILES.items()}
+def fetch_mnist(
+    mirrors: Sequence[str], dest_dir: str | Path, timeout: float = 60.0, digests: dict[str, str] | None = None
+) -> dict[str, Path]:
+    """All four MNIST files, verified against ``digests`` (file name -> SHA-256; the public
+    MNIST digests by default); keys as in FILES."""
+    digests = {**SHA256, **(digests or {})}
+    return {key: fetch_file(name, mirrors, dest_dir, digests[name], timeout) for key, name in FILES.items()}
 
 
 # ----------------------------------------------------------------------------- IDX

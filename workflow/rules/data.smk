@@ -20,6 +20,7 @@ rule download_mnist:
     params:
         mirrors=config["data"]["mirrors"],
         timeout=config["data"]["timeout_s"],
+        sha256=config["data"]["sha256"],
     script:
         "../scripts/download_mnist.py"
 

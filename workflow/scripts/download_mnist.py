@@ -6,4 +6,4 @@ from nnstudy.mnist import fetch_mnist, mirror_list
 start_job(snakemake)
 mirrors = mirror_list(snakemake.params.mirrors)
 print("mirrors, in order:", *mirrors, sep="\n  ")
-fetch_mnist(mirrors, Path(snakemake.output[0]).parent, timeout=snakemake.params.timeout)
+fetch_mnist(mirrors, Path(snakemake.output[0]).parent, snakemake.params.timeout, snakemake.params.sha256)

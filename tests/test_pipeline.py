@@ -1,0 +1,166 @@
+"""The whole study DAG with real Snakemake, MLflow and Optuna on small IDX files the test writes itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from conftest import synthetic_digits, write_idx
+from mlflow.tracking import MlflowClient
+
+from nnstudy import mnist
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", mnist.MIRROR_ENV)}
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
+def write_small_study(workdir: Path) -> dict:
+    """The test configuration, with a mirror of synthetic IDX files and their digests."""
+    mirror = workdir / "mirror"
+    mirror.mkdir(parents=True)
+    train_x, train_y = synthetic_digits(3200, 0)
+    test_x, test_y = synthetic_digits(600, 1)
+    arrays = {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y}
+    digests = {}
+    for key, name in mnist.FILES.items():
+        digests[name] = hashlib.sha256(write_idx(mirror / name, arrays[key]).read_bytes()).hexdigest()
+    config = yaml.safe_load((REPO / "tests" / "data" / "small_config.yaml").read_text())
+    config["data"]["mirrors"] = [str(workdir / "no-such-mirror"), str(mirror)]
+    config["data"]["sha256"] = digests
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    config = write_small_study(workdir)
+    proc = snakemake(workdir, "--cores", "8")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir, config
+
+
+def test_tables(study):
+    workdir, config = study
+    t1 = pd.read_csv(workdir / "results/tables/table1.csv")
+    assert sorted(t1["optimizer"]) == ["adam", "sgd"]
+    assert (t1["n"] + t1["n_diverged"] == 2).all()
+    t2 = pd.read_csv(workdir / "results/tables/table2.csv")
+    assert len(t2) == 8 and set(t2["variant"]) == {"BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"}
+    ok = t2[t2["n"] > 0]
+    assert ((ok["best_val_acc_mean"] > 30) & (ok["best_val_acc_mean"] <= 100)).all()
+    assert "±" in (workdir / "results/tables/table2.md").read_text()
+    runs = pd.read_csv(workdir / "results/tables/runs.csv")
+    assert len(runs) == 16 and set(runs["lr_source"]) == {"search:lr-adam", "search:lr-sgd"}
+
+
+def test_figures(study):
+    workdir, config = study
+    for name in ("curves_sgd", "curves_adam", "grid_comparison", "search_history", "lr_vs_accuracy"):
+        png = workdir / f"results/figures/{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
+        assert b"<svg" in (workdir / f"results/figures/{name}.svg").read_bytes()[:2000]
+
+
+def test_mlflow_runs(study):
+    workdir, config = study
+    store = json.loads((workdir / "results/mlflow/store.json").read_text())
+    client = MlflowClient(store["uri"])
+    grid = client.search_runs([store["experiments"]["grid"]], max_results=1000)
+    assert len(grid) == 16
+    for run in grid:
+        assert run.info.status in ("FINISHED", "FAILED")
+        for key in ("lr", "optimizer", "batchnorm", "dropout", "seed", "dataset_digest", "git_commit",
+                    "train.batch_size", "train.patience"):  # fmt: skip
+            assert key in run.data.params, key
+        assert {"study", "cell", "seed", "status"} <= set(run.data.tags)
+        result = json.loads(
+            (workdir / f"results/grid/{run.data.tags['cell']}/seed{run.data.tags['seed']}/result.json").read_text()
+        )
+        assert result["mlflow_run_id"] == run.info.run_id
+        if run.info.status == "FINISHED":
+            assert {"best_val_acc", "test_acc", "epochs_to_best", "wall_time"} <= set(run.data.metrics)
+            history = client.get_metric_history(run.info.run_id, "val_acc")
+            assert [m.step for m in history] == result["history"]["epoch"]
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert artifacts == {"result.json", "model.npz"}
+    search = client.search_runs([store["experiments"]["lr-search"]], max_results=1000)
+    parents = [r for r in search if r.data.tags.get("role") == "parent"]
+    trials = [r for r in search if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {p.info.run_id for p in parents}
+    n_optuna = 0
+    for name in ("lr-sgd", "lr-adam"):
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(workdir / f"results/search/{name}/optuna.journal"))
+        )
+        opt = optuna.load_study(study_name=f"test-study.{name}", storage=storage)
+        finished = [t for t in opt.trials if t.state.is_finished() and t.state.name != "FAIL"]
+        assert len(finished) >= config["search"]["n_trials"]
+        n_optuna += len(opt.trials)
+        best = json.loads((workdir / f"results/search/{name}/best.json").read_text())
+        assert best["lr"] == opt.best_trial.params["lr"]
+    assert len(trials) == n_optuna
+
+
+def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
+    workdir, config = study
+    proc = snakemake(workdir, "-n", "--cores", "2")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    config["grid"]["dropout"] = [0.0, 0.3]
+    changed = workdir / "changed"
+    changed.mkdir()
+    (workdir / "config.yaml").rename(workdir / "config.orig.yaml")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        proc = snakemake(workdir, "-n", "--cores", "2")
+    finally:
+        (workdir / "config.yaml").replace(changed / "config.yaml")
+        (workdir / "config.orig.yaml").rename(workdir / "config.yaml")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert counts.get("train") == "8", proc.stdout  # 2 optimizers x 2 BN x dp0.3 x 2 seeds
+    assert "search_worker" not in counts and "download_mnist" not in counts
+    assert counts.get("tables") == "1" and counts.get("figures") == "1"
+    assert re.findall(r"output: results/grid/(\S+)/seed", proc.stdout) and all(
+        "dp0.3" in c for c in re.findall(r"output: results/grid/(\S+)/seed", proc.stdout)
+    )
+
+
+def test_snakemake_report(study):
+    workdir, config = study
+    proc = snakemake(workdir, "--report", str(workdir / "report.html"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (workdir / "report.html").stat().st_size > 50_000
+
+
+def test_default_config_dry_run_shows_every_rule(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--configfile", str(REPO / "config/config.yaml")],
+        capture_output=True, text=True, timeout=120, env=clean_env(),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    expected = {"download_mnist": "1", "prepare_dataset": "1", "mlflow_store": "1", "search_setup": "2",
+                "search_worker": "4", "search_export": "2", "train": "24", "tables": "1", "figures": "1", "all": "1"}  # fmt: skip
+    assert {k: counts.get(k) for k in expected} == expected
