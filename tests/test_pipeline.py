@@ -161,6 +161,6 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = {"download_mnist": "1", "prepare_dataset": "1", "mlflow_store": "1", "search_setup": "2",
-                "search_worker": "4", "search_export": "2", "train": "24", "tables": "1", "figures": "1", "all": "1"}  # fmt: skip
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="2", search_worker="4",
+                    search_export="2", train="24", tables="1", figures="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
