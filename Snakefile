@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/grid.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -20,3 +21,4 @@ rule all:
     input:
         rules.tables.output,
         rules.figures.output,
+        rules.lab_report.output,

@@ -8,6 +8,13 @@ import tempfile
 import numpy as np
 
 
+def current_umask() -> int:
+    """The process umask (mkstemp creates files 0600; finished files get the usual permissions)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
     """Save ``arrays`` as an uncompressed ``.npz`` at ``path``; no partial file is ever visible."""
     path = os.fspath(path)
@@ -15,6 +22,7 @@ def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
             handle.flush()

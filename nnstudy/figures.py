@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,28 +15,70 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from .io import atomic_write_bytes  # noqa: E402
 from .tables import VARIANTS  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 plt.rcParams["svg.hashsalt"] = "nnstudy"  # stable SVG ids, so unchanged figures are byte-identical
 plt.rcParams["savefig.dpi"] = 120
 
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei")
+
+LABELS = {
+    "en": {
+        "epoch": "epoch", "seed": "seed", "split": "split", "train": "train", "validation": "validation",
+        "loss_y": "training loss (mean of {n} iterations)", "loss_title": "{opt}: training loss",
+        "acc_y": "accuracy (%), mean ± sd over seeds", "acc_title": "{opt}: train and validation accuracy",
+        "val_best": "validation (best epoch)", "test": "test", "accuracy": "accuracy (%)",
+        "optimizer": "optimizer", "diverged": "{n} diverged run(s) not shown: {cells}",
+        "trial": "trial", "val_acc": "validation accuracy (%)", "best_so_far": "best so far",
+        "history_title": "{study}: optimisation history", "lr": "learning rate (log scale)",
+        "lr_title": "{study}: learning rate vs accuracy", "state": "state",
+        "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
+    },
+    "zh": {
+        "epoch": "轮次 (epoch)", "seed": "随机种子", "split": "数据集", "train": "训练集", "validation": "验证集",
+        "loss_y": "训练损失（{n} 次迭代滑动平均）", "loss_title": "{opt}：训练损失",
+        "acc_y": "准确率 (%)，各种子均值 ± 标准差", "acc_title": "{opt}：训练与验证准确率",
+        "val_best": "验证集（最佳轮次）", "test": "测试集", "accuracy": "准确率 (%)",
+        "optimizer": "优化器", "diverged": "未显示 {n} 个发散的运行：{cells}",
+        "trial": "试验序号", "val_acc": "验证准确率 (%)", "best_so_far": "当前最优",
+        "history_title": "{study}：优化历史", "lr": "学习率（对数坐标）",
+        "lr_title": "{study}：学习率与准确率", "state": "状态",
+        "COMPLETE": "完成", "PRUNED": "剪枝", "FAIL": "失败",
+    },
+}  # fmt: skip
+
+
+def use_language(lang: str) -> dict[str, str]:
+    """Labels for ``lang``; for Chinese, a CJK font when one is installed (else a ValueError)."""
+    if lang not in LABELS:
+        raise ValueError(f"unknown figure language {lang!r}; choose one of {sorted(LABELS)}")
+    if lang == "zh":
+        from matplotlib import font_manager
+
+        installed = {f.name for f in font_manager.fontManager.ttflist}
+        if not any(f in installed for f in CJK_FONTS):  # installed after matplotlib cached its font list
+            for path in font_manager.findSystemFonts():
+                if any(tag in Path(path).name for tag in ("CJK", "wqy", "SourceHan")):
+                    font_manager.fontManager.addfont(path)
+            installed = {f.name for f in font_manager.fontManager.ttflist}
+        found = [f for f in CJK_FONTS if f in installed]
+        if not found:
+            raise ValueError(f"no CJK font for Chinese figure labels; install one of {CJK_FONTS} (fonts-noto-cjk)")
+        plt.rcParams["font.sans-serif"] = [found[0], *plt.rcParams["font.sans-serif"]]
+        plt.rcParams["axes.unicode_minus"] = False
+    return LABELS[lang]
+
 
 def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
     """Write ``stem.png`` and ``stem.svg``; each appears only when complete."""
     written = []
-    stem = Path(stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
     for ext in ("png", "svg"):
-        target = stem.with_suffix(f".{ext}")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=f".{ext}", dir=target.parent)
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else {})
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else {})
+        target = Path(stem).with_suffix(f".{ext}")
+        atomic_write_bytes(target, buffer.getvalue())
         written.append(target)
     plt.close(fig)
     return written
@@ -60,51 +101,62 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
     return pd.DataFrame(epochs), pd.DataFrame(iterations)
 
 
-def optimizer_curves(result_paths: Iterable[str | Path], out_dir: str | Path, smooth: int = 20) -> list[Path]:
+def optimizer_curves(
+    result_paths: Iterable[str | Path], out_dir: str | Path, smooth: int = 20, lang: str = "en"
+) -> list[Path]:
     """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3)."""
+    t = use_language(lang)
     epochs, iterations = load_histories(result_paths)
+    epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
     written = []
     for optimizer in sorted(epochs["optimizer"].unique()):
         ep = epochs[(epochs["optimizer"] == optimizer) & (epochs["variant"] == "BPNN")]
         it = iterations[(iterations["optimizer"] == optimizer) & (iterations["variant"] == "BPNN")].copy()
         it["smoothed loss"] = it.groupby("seed")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+        it = it.rename(columns={"seed": t["seed"]})
+        ep = ep.rename(columns={"split": t["split"]})
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-        sns.lineplot(it, x="epoch", y="smoothed loss", hue="seed", palette="crest", ax=ax_loss, legend="full")
-        ax_loss.set(yscale="log", xlabel="epoch", ylabel=f"training loss (mean of {smooth} iterations)")
-        ax_loss.set_title(f"{optimizer}: training loss")
-        sns.lineplot(ep, x="epoch", y="accuracy", hue="split", style="split", errorbar="sd", marker="o", ax=ax_acc)
-        ax_acc.set(ylabel="accuracy (%), mean ± sd over seeds")
-        ax_acc.set_title(f"{optimizer}: train and validation accuracy")
+        sns.lineplot(it, x="epoch", y="smoothed loss", hue=t["seed"], palette="crest", ax=ax_loss, legend="full")
+        ax_loss.set(yscale="log", xlabel=t["epoch"], ylabel=t["loss_y"].format(n=smooth))
+        ax_loss.set_title(t["loss_title"].format(opt=optimizer))
+        sns.lineplot(ep, x="epoch", y="accuracy", hue=t["split"], style=t["split"], errorbar="sd", marker="o",
+                     ax=ax_acc)  # fmt: skip
+        ax_acc.set(xlabel=t["epoch"], ylabel=t["acc_y"])
+        ax_acc.set_title(t["acc_title"].format(opt=optimizer))
         written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}")
     return written
 
 
-def grid_comparison(runs_csv: str | Path, out_dir: str | Path) -> list[Path]:
+def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en") -> list[Path]:
     """Validation and test accuracy of every cell, each seed a dot, mean ± sd as a bar."""
+    t = use_language(lang)
     runs = pd.read_csv(runs_csv)
     ok = runs[runs["status"] == "ok"].melt(
         id_vars=["optimizer", "variant", "seed"], value_vars=["best_val_acc", "test_acc"], var_name="split",
         value_name="accuracy",
     )  # fmt: skip
     ok["accuracy"] *= 100
-    ok["split"] = ok["split"].map({"best_val_acc": "validation (best epoch)", "test_acc": "test"})
+    splits = [t["val_best"], t["test"]]
+    ok["split"] = ok["split"].map({"best_val_acc": splits[0], "test_acc": splits[1]})
+    ok = ok.rename(columns={"optimizer": t["optimizer"]})
     order = [v for v in VARIANTS if v in set(ok["variant"])]
     grid = sns.catplot(
-        ok, kind="point", x="variant", y="accuracy", hue="optimizer", col="split", order=order, errorbar="sd",
-        dodge=0.3, linestyle="none", capsize=0.1, height=4, aspect=1.2,
+        ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits, order=order,
+        errorbar="sd", dodge=0.3, linestyle="none", capsize=0.1, height=4, aspect=1.2,
     )  # fmt: skip
-    for ax in grid.axes.flat:
-        sns.stripplot(ok[ok["split"] == ax.get_title().split(" = ")[-1]], x="variant", y="accuracy",
-                      hue="optimizer", order=order, dodge=True, alpha=0.4, ax=ax, legend=False)  # fmt: skip
-        ax.set(xlabel="", ylabel="accuracy (%)")
+    for ax, split in zip(grid.axes.flat, splits):
+        sns.stripplot(ok[ok["split"] == split], x="variant", y="accuracy", hue=t["optimizer"], order=order,
+                      dodge=0.3, alpha=0.4, ax=ax, legend=False)  # fmt: skip
+        ax.set(xlabel="", ylabel=t["accuracy"], title=split)
     diverged = runs[runs["status"] == "diverged"]
     if len(diverged):
-        grid.figure.suptitle(f"{len(diverged)} diverged run(s) not shown: " + ", ".join(diverged["cell"]), y=1.04)
+        grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
     return save_figure(grid.figure, Path(out_dir) / "grid_comparison")
 
 
-def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path) -> list[Path]:
+def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path, lang: str = "en") -> list[Path]:
     """Optuna's optimisation history and learning rate against validation accuracy, one panel per study."""
+    t = use_language(lang)
     frames = []
     for study, path in trials_csvs.items():
         f = pd.read_csv(path)
@@ -113,20 +165,20 @@ def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path) -> l
     trials = pd.concat(frames, ignore_index=True)
     trials["val acc (%)"] = trials["value"] * 100
     trials["best so far (%)"] = trials["best_so_far"] * 100
+    states = [t["COMPLETE"], t["PRUNED"], t["FAIL"]]
+    trials[t["state"]] = trials["state"].map({"COMPLETE": states[0], "PRUNED": states[1], "FAIL": states[2]})
     studies = list(trials_csvs)
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     for ax, study in zip(axes[0], studies):
-        t = trials[trials["study"] == study]
-        sns.scatterplot(t, x="number", y="val acc (%)", hue="state", ax=ax,
-                        hue_order=["COMPLETE", "PRUNED", "FAIL"])  # fmt: skip
-        ax.plot(t["number"], t["best so far (%)"], drawstyle="steps-post", color="black", label="best so far")
-        ax.set(title=f"{study}: optimisation history", xlabel="trial", ylabel="validation accuracy (%)")
+        sel = trials[trials["study"] == study]
+        sns.scatterplot(sel, x="number", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
+        ax.plot(sel["number"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
+        ax.set(title=t["history_title"].format(study=study), xlabel=t["trial"], ylabel=t["val_acc"])
         ax.legend(loc="lower right")
     written = save_figure(fig, Path(out_dir) / "search_history")
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     for ax, study in zip(axes[0], studies):
-        t = trials[trials["study"] == study]
-        sns.scatterplot(t, x="lr", y="val acc (%)", hue="state", ax=ax, hue_order=["COMPLETE", "PRUNED", "FAIL"])
-        ax.set(xscale="log", title=f"{study}: learning rate vs accuracy", xlabel="learning rate (log scale)",
-               ylabel="validation accuracy (%)")  # fmt: skip
+        sel = trials[trials["study"] == study]
+        sns.scatterplot(sel, x="lr", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
+        ax.set(xscale="log", title=t["lr_title"].format(study=study), xlabel=t["lr"], ylabel=t["val_acc"])
     return written + save_figure(fig, Path(out_dir) / "lr_vs_accuracy")

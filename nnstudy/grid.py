@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ def run_grid_job(
     model_path: str | Path,
 ) -> dict[str, Any]:
     """Train, evaluate on the test set, save checkpoint and result, and record it all in MLflow."""
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     cell = Cell.parse(cell_name)
     lr, lr_source = learning_rate(cell, best_file, fallback_lr)
     data = load_dataset(dataset_path, settings.dtype)
@@ -72,6 +74,9 @@ def run_grid_job(
         "lr_source": lr_source,
         "dataset_digest": data["digest"],
         "mlflow_run_id": logger.run_id,
+        "git_commit": tracking["git"],
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     result = write_result(result_path, fields, outcome, metrics)
     logger.finish(

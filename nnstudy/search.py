@@ -191,6 +191,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
                 "worker": t.user_attrs.get("worker"),
                 "last_epoch": t.last_step,
                 "duration_s": t.duration.total_seconds() if t.duration else None,
+                "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
+                "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
             }
         )
     frame = pd.DataFrame(rows).sort_values("number").reset_index(drop=True)

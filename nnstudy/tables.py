@@ -14,7 +14,7 @@ VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"]
 RUN_COLUMNS = [
     "study", "cell", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
     "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
-    "mlflow_run_id",
+    "mlflow_run_id", "git_commit", "started_at", "finished_at",
 ]  # fmt: skip
 
 
@@ -47,7 +47,7 @@ def mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def _display(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
+def display_table(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     shown = summary[first].copy()
     shown["lr"] = summary["lr"].map(lambda v: f"{v:.3g}")
     for label, col, digits in (("val acc (%)", "best_val_acc", 2), ("test acc (%)", "test_acc", 2),
@@ -71,12 +71,16 @@ def table2(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """runs.csv, table1.{csv,md} and table2.{csv,md} in ``out_dir``."""
+    """runs.csv, table1.{csv,md}, table2.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``."""
+    from .stats import comparisons_frame, seed_comparisons
+
     out_dir = Path(out_dir)
     runs = load_runs(result_paths)
     tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs)}
+    tables["comparisons"] = comparisons_frame(seed_comparisons(runs))
+    atomic_write_text(out_dir / "comparisons.csv", tables["comparisons"].to_csv(index=False))
     atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
     for name, first in (("table1", ["optimizer"]), ("table2", ["optimizer", "variant"])):
         atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
-        atomic_write_text(out_dir / f"{name}.md", _display(tables[name], first).to_markdown(index=False) + "\n")
+        atomic_write_text(out_dir / f"{name}.md", display_table(tables[name], first).to_markdown(index=False, disable_numparse=True) + "\n")
     return tables

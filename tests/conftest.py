@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
-SHARED_MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "mnist"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO.parent / "shared" / "mnist"
+MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
@@ -21,13 +28,15 @@ def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
 
 
 def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Crude but learnable 28x28 'digits': each class is a bar at its own position, plus noise."""
+    """Learnable but not trivial 28x28 'digits': each class is a bar at its own height, jittered so that
+    neighbouring classes overlap, on a noisy background."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 40, (n, 28, 28)).astype(np.uint8)
+    images = rng.integers(0, 90, (n, 28, 28)).astype(np.uint8)
     for i, c in enumerate(labels):
-        row = 2 + 2 * int(c) + rng.integers(0, 2)
-        images[i, row : row + 3, 4:24] = 255
+        row = 3 + 2 * int(c) + rng.integers(-1, 2)
+        start = rng.integers(0, 10)
+        images[i, row : row + 2, start : start + 14] = rng.integers(120, 256)
     return images, labels
 
 
@@ -50,3 +59,50 @@ def require_shared_mnist() -> Path:
     if not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST not found at {SHARED_MNIST} (the shared folder beside the repository)")
     return SHARED_MNIST
+
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", MIRROR_ENV)}
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), *args]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=clean_env())
+
+
+def write_small_study(workdir: Path) -> dict:
+    """The test configuration, with a mirror of synthetic IDX files and their digests."""
+    mirror = workdir / "mirror"
+    mirror.mkdir(parents=True)
+    train_x, train_y = synthetic_digits(3200, 0)
+    test_x, test_y = synthetic_digits(600, 1)
+    arrays = {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y}
+    digests = {}
+    for key, name in FILES.items():
+        digests[name] = hashlib.sha256(write_idx(mirror / name, arrays[key]).read_bytes()).hexdigest()
+    config = yaml.safe_load((REPO / "tests" / "data" / "small_config.yaml").read_text())
+    config["data"]["mirrors"] = [str(workdir / "no-such-mirror"), str(mirror)]
+    config["data"]["sha256"] = digests
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory):
+    """The whole test study, run once with real Snakemake (--cores 8 on this machine's cores)."""
+    workdir = tmp_path_factory.mktemp("study")
+    config = write_small_study(workdir)
+    proc = snakemake(workdir, "--cores", "8")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir, config

@@ -2,62 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 import yaml
-from conftest import synthetic_digits, write_idx
+from conftest import REPO, clean_env, snakemake
 from mlflow.tracking import MlflowClient
-
-from nnstudy import mnist
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_CURRENT_TEST", mnist.MIRROR_ENV)}
-    env["PYTHONHASHSEED"] = "0"
-    return env
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(workdir / "config.yaml"), *args]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=clean_env())
-
-
-def write_small_study(workdir: Path) -> dict:
-    """The test configuration, with a mirror of synthetic IDX files and their digests."""
-    mirror = workdir / "mirror"
-    mirror.mkdir(parents=True)
-    train_x, train_y = synthetic_digits(3200, 0)
-    test_x, test_y = synthetic_digits(600, 1)
-    arrays = {"train_images": train_x, "train_labels": train_y, "test_images": test_x, "test_labels": test_y}
-    digests = {}
-    for key, name in mnist.FILES.items():
-        digests[name] = hashlib.sha256(write_idx(mirror / name, arrays[key]).read_bytes()).hexdigest()
-    config = yaml.safe_load((REPO / "tests" / "data" / "small_config.yaml").read_text())
-    config["data"]["mirrors"] = [str(workdir / "no-such-mirror"), str(mirror)]
-    config["data"]["sha256"] = digests
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    return config
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    config = write_small_study(workdir)
-    proc = snakemake(workdir, "--cores", "8")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir, config
 
 
 def test_tables(study):

@@ -17,6 +17,11 @@ rule tables:
             category="Tables",
         ),
         table2_md="results/tables/table2.md",
+        comparisons=report(
+            "results/tables/comparisons.csv",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/tables.log",
     conda:

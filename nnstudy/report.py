@@ -1,0 +1,313 @@
+"""The generated lab report: Markdown from Jinja2 templates, then self-contained HTML and PDF, in English and Chinese.
+
+Everything comes from the study's declared result files (tables, run results, search results and the
+dataset summary); nothing is retrained and MLflow is not queried.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import os
+import platform
+import re
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+import yaml
+from markdown_it import MarkdownIt
+
+from nnlib import layers, optim
+
+from .figures import grid_comparison, optimizer_curves, search_figures
+from .io import atomic_write_bytes, atomic_write_text
+from .tables import display_table, mean_std
+
+LANGS = ("en", "zh")
+#: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
+SEED_TABLE1 = {"sgd": (97.12, 36, 0.02), "adam": (97.57, 14, 0.001)}
+SEED_TABLE2 = {"BPNN": (97.62, 14), "BPNN+BN": (97.91, 14), "BPNN+DP": (97.65, 12), "BPNN+BN+DP": (97.52, 23)}
+PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "optuna", "mlflow", "snakemake", "jinja2",
+            "markdown-it-py", "weasyprint")  # fmt: skip
+
+HEADERS = {
+    "en": {},
+    "zh": {"optimizer": "优化器", "variant": "模型", "lr": "学习率", "val acc (%)": "验证准确率 (%)",
+           "test acc (%)": "测试准确率 (%)", "epochs to best": "最佳轮次", "epochs run": "训练轮次", "n": "运行次数"},
+}  # fmt: skip
+VERDICTS = {
+    "en": {"higher": "significantly higher", "lower": "significantly lower",
+           "no significant difference": "no significant difference", "not enough runs": "not enough runs"},
+    "zh": {"higher": "显著更高", "lower": "显著更低", "no significant difference": "无显著差异",
+           "not enough runs": "运行次数不足"},
+}  # fmt: skip
+METRICS = {
+    "en": {"validation accuracy (%)": "validation accuracy (%)", "test accuracy (%)": "test accuracy (%)",
+           "epochs to best": "epochs to best"},
+    "zh": {"validation accuracy (%)": "验证准确率 (%)", "test accuracy (%)": "测试准确率 (%)",
+           "epochs to best": "最佳轮次"},
+}  # fmt: skip
+
+
+def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if pd.isna(p):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def table_markdown(summary: pd.DataFrame, first: list[str], lang: str) -> str:
+    shown = display_table(summary, first).rename(columns=HEADERS[lang])
+    return shown.to_markdown(index=False, disable_numparse=True)
+
+
+def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str, dict[str, str]]]:
+    """key -> metric -> formatted fields (the same strings feed the text and the statistics table)."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for row in comparisons.itertuples():
+        digits = 1 if row.metric == "epochs to best" else 2
+        out.setdefault(row.key, {})[row.metric] = {
+            "a": row.label_a, "b": row.label_b, "n_a": str(row.n_a), "n_b": str(row.n_b),
+            "mean_a": fmt_num(row.mean_a, digits), "mean_b": fmt_num(row.mean_b, digits),
+            "diff": fmt_num(row.diff, digits, signed=True),
+            "ci": f"[{fmt_num(row.ci_low, digits, True)}, {fmt_num(row.ci_high, digits, True)}]",
+            "p": fmt_p(row.p_value), "verdict": row.verdict, "verdict_text": VERDICTS[lang][row.verdict],
+            "metric_text": METRICS[lang][row.metric],
+        }  # fmt: skip
+    return out
+
+
+def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
+    rows = []
+    for row in comparisons.itertuples():
+        f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]
+        scope = row.key.split(":")[1] if ":" in row.key else "—"
+        rows.append({"optimizer" if lang == "en" else "优化器": scope, "A": f"{f['a']} (n={f['n_a']})",
+                     "B": f"{f['b']} (n={f['n_b']})", "metric" if lang == "en" else "指标": f["metric_text"],
+                     "mean A": f["mean_a"], "mean B": f["mean_b"], "B − A": f["diff"], "95% CI": f["ci"],
+                     "p (Welch)": f["p"], "verdict" if lang == "en" else "结论": f["verdict_text"]})  # fmt: skip
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
+    """Our figures beside the seed report's single-run figures."""
+    rows = []
+    label = ("Table 1" if lang == "en" else "表 1", "Table 2 (Adam)" if lang == "en" else "表 2（Adam）")
+    for opt, (val, epochs, lr) in SEED_TABLE1.items():
+        ours = table1[table1["optimizer"] == opt]
+        if len(ours):
+            r = ours.iloc[0]
+            rows.append((label[0], opt.upper() if opt == "sgd" else "Adam", f"{val:.2f}", str(epochs), f"{lr:g}",
+                         mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
+                         mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1), f"{r.lr:.3g}"))  # fmt: skip
+    for variant, (val, epochs) in SEED_TABLE2.items():
+        ours = table2[(table2["optimizer"] == "adam") & (table2["variant"] == variant)]
+        if len(ours):
+            r = ours.iloc[0]
+            rows.append((label[1], variant, f"{val:.2f}", str(epochs), "0.001",
+                         mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
+                         mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1), f"{r.lr:.3g}"))  # fmt: skip
+    if lang == "en":
+        cols = ["", "setting", "seed val acc", "seed epochs", "seed lr", "our val acc (%)", "our test acc (%)",
+                "our epochs to best", "our lr"]  # fmt: skip
+    else:
+        cols = ["", "设置", "原报告验证准确率", "原报告轮次", "原报告学习率", "本文验证准确率 (%)",
+                "本文测试准确率 (%)", "本文最佳轮次", "本文学习率"]  # fmt: skip
+    return pd.DataFrame(rows, columns=cols).to_markdown(index=False, disable_numparse=True)
+
+
+def machine_summary() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical cores"
+
+
+def as_utc(stamp: str) -> datetime:
+    """An ISO time stamp as an aware UTC datetime (naive stamps, as Optuna writes them, are local time)."""
+    moment = datetime.fromisoformat(stamp)
+    return (moment if moment.tzinfo else moment.astimezone()).astimezone(UTC)
+
+
+def provenance(runs: pd.DataFrame, trials: dict[str, pd.DataFrame], dataset: dict, config: dict) -> dict[str, Any]:
+    stamps_start = [t for t in runs["started_at"].dropna()]
+    stamps_end = [t for t in runs["finished_at"].dropna()]
+    compute = float(runs["wall_time"].fillna(0).sum())
+    for frame in trials.values():
+        stamps_start += list(frame["datetime_start"].dropna())
+        stamps_end += list(frame["datetime_complete"].dropna())
+        compute += float(frame["duration_s"].fillna(0).sum())
+    elapsed = None
+    if stamps_start and stamps_end:
+        elapsed = (max(map(as_utc, stamps_end)) - min(map(as_utc, stamps_start))).total_seconds()
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return {
+        "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(),
+        "versions": versions,
+        "python": platform.python_version(),
+        "commits": sorted(set(runs["git_commit"].dropna())) or ["unknown"],
+        "dataset": dataset,
+        "machine": machine_summary(),
+        "elapsed_min": None if elapsed is None else elapsed / 60,
+        "compute_min": compute / 60,
+        "n_runs": len(runs),
+        "n_trials": int(sum(len(f) for f in trials.values())),
+    }
+
+
+def engine_code() -> dict[str, str]:
+    """The engine's own source for the method section, so the report never drifts from the code."""
+    names = ["affine_forward", "affine_backward", "relu_forward", "relu_backward", "batchnorm_forward",
+             "batchnorm_backward", "dropout_forward", "dropout_backward", "softmax_cross_entropy"]  # fmt: skip
+    code = {n: inspect.getsource(getattr(layers, n)) for n in names}
+    code["adam"] = inspect.getsource(optim.Adam._update)
+    return code
+
+
+def build_context(
+    *, tables_dir: Path, search_dir: Path, studies: list[str], dataset_json: Path, config: dict, lang: str
+) -> dict[str, Any]:
+    table1 = pd.read_csv(tables_dir / "table1.csv")
+    table2 = pd.read_csv(tables_dir / "table2.csv")
+    runs = pd.read_csv(tables_dir / "runs.csv")
+    comparisons = pd.read_csv(tables_dir / "comparisons.csv")
+    trials = {s: pd.read_csv(search_dir / s / "trials.csv") for s in studies}
+    searches = []
+    for study in studies:
+        best = json.loads((search_dir / study / "best.json").read_text())
+        optimizer = study.removeprefix("lr-").split("-")[0]
+        seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2]
+        best["optimizer"] = optimizer
+        best["lr_text"] = "—" if best.get("lr") is None else f"{best['lr']:.3g}"
+        best["val_text"] = fmt_num(None if best.get("best_val_acc") is None else best["best_val_acc"] * 100)
+        best["seed_lr"] = seed_lr
+        best["ratio_text"] = f"{best['lr'] / seed_lr:.2g}" if seed_lr and best.get("lr") else "—"
+        searches.append(best)
+    t1 = {r.optimizer: r for r in table1.itertuples()}
+    t2 = {(r.optimizer, r.variant): r for r in table2.itertuples()}
+
+    def cell(opt: str, variant: str | None = None) -> dict[str, str] | None:
+        r = t1.get(opt) if variant is None else t2.get((opt, variant))
+        if r is None:
+            return None
+        return {"val": mean_std(r.best_val_acc_mean, r.best_val_acc_std),
+                "test": mean_std(r.test_acc_mean, r.test_acc_std),
+                "epochs": mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1),
+                "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}"}  # fmt: skip
+
+    optimizers = list(table1["optimizer"])
+    variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
+    dataset = json.loads(dataset_json.read_text())
+    return {
+        "lang": lang,
+        "study_name": config["study_name"],
+        "seeds": config["grid"]["seeds"],
+        "n_seeds": len(config["grid"]["seeds"]),
+        "optimizers": optimizers,
+        "variants": variants,
+        "cells": {(o, v): cell(o, v) for o in optimizers for v in variants},
+        "t1": {o: cell(o) for o in optimizers},
+        "table1_md": table_markdown(table1, ["optimizer"], lang),
+        "table2_md": table_markdown(table2, ["optimizer", "variant"], lang),
+        "comparisons_md": comparisons_markdown(comparisons, lang),
+        "cmp": comparison_rows(comparisons, lang),
+        "seed_md": seed_comparison(table1, table2, lang),
+        "searches": searches,
+        "search_enabled": bool(studies),
+        "n_trials": config["search"]["n_trials"],
+        "training": config["training"],
+        "data": {**config["data"], **dataset},
+        "prov": provenance(runs, trials, dataset, config),
+        "code": engine_code(),
+        "n_diverged": int((runs["status"] == "diverged").sum()),
+        "diverged_cells": sorted(set(runs.loc[runs["status"] == "diverged", "cell"])),
+        "fig": f"figures/{lang}",
+    }
+
+
+def render_markdown(template_dir: Path, lang: str, context: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 (Markdown, not HTML; the HTML step escapes)
+    )
+    return env.get_template(f"lab_report.{lang}.md.j2").render(**context)
+
+
+def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir: Path) -> str:
+    """A self-contained HTML page: figures are embedded as data URIs, nothing is fetched."""
+    if lang == "zh":  # a line break between two CJK characters is not a space in Chinese text
+        markdown = re.sub(r"(?<=[\u3000-\u9fff\uff00-\uffef])\n(?=[\u3000-\u9fff\uff00-\uffef])", "", markdown)
+    body = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table").render(markdown)
+
+    def embed(match: re.Match) -> str:
+        src = match.group(1)
+        path = base_dir / src
+        mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
+        return f'src="data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"'
+
+    body = re.sub(r'src="([^"]+\.(?:png|svg))"', embed, body)
+    return (
+        f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
+        f"<style>\n{css}\n</style>\n</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n"
+    )
+
+
+def html_to_pdf(html: str, path: Path) -> None:
+    from weasyprint import HTML
+
+    atomic_write_bytes(path, HTML(string=html).write_pdf())
+
+
+def write_report(
+    *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
+    dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
+) -> dict[str, Path]:  # fmt: skip
+    """Render figures, Markdown, HTML and (optionally) PDF for both languages into ``out_dir``."""
+    out_dir, template_dir = Path(out_dir), Path(template_dir)
+    css = (template_dir / "style.css").read_text()
+    written: dict[str, Path] = {}
+    for lang in LANGS:
+        fig_dir = out_dir / "figures" / lang
+        optimizer_curves(result_paths, fig_dir, lang=lang)
+        grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)
+        if studies:
+            search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang)
+        context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
+                                dataset_json=Path(dataset_json), config=config, lang=lang)  # fmt: skip
+        markdown = render_markdown(template_dir, lang, context)
+        md_path = out_dir / f"lab_report.{lang}.md"
+        atomic_write_text(md_path, markdown)
+        title = "Lab report: a BP network on MNIST" if lang == "en" else "实验报告：BP 神经网络手写数字识别"
+        html = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
+        html_path = out_dir / f"lab_report.{lang}.html"
+        atomic_write_text(html_path, html)
+        written[f"{lang}_md"], written[f"{lang}_html"] = md_path, html_path
+        if pdf:
+            html_to_pdf(html, out_dir / f"lab_report.{lang}.pdf")
+            written[f"{lang}_pdf"] = out_dir / f"lab_report.{lang}.pdf"
+    return written

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up nnstudy on a fresh Debian/Ubuntu machine (root or sudo):
+#   system packages - Noto CJK fonts and Pango for the PDF report; with --test also Chromium (browser
+#                     tests) and poppler-utils (PDF checks);
+#   .venv           - a virtual environment with the project installed in editable mode.
+# Usage: bash scripts/bootstrap.sh            # to run the study
+#        bash scripts/bootstrap.sh --test     # to run the tests as well
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0"
+if [ "${1:-}" = "--test" ]; then
+  extras="[test]"
+  packages="$packages chromium poppler-utils"
+fi
+
+if command -v apt-get >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $packages >/dev/null
+else
+  echo "bootstrap: no apt-get; install these yourself: $packages" >&2
+fi
+
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".$extras"
+echo "bootstrap: ready (.venv)"

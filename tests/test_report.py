@@ -1,0 +1,124 @@
+"""The generated lab report: numbers match the tables, conclusions follow the tests, HTML renders in Chromium."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO
+from nnstudy.report import comparison_rows
+from nnstudy.stats import welch
+
+MEAN_SD = re.compile(r"\d+\.\d+ ± \d+\.\d+")
+STATEMENT = re.compile(
+    r"(?P<b>[\w+]+) (?P<mb>-?\d+\.\d+) vs (?P<a>[\w+]+) (?P<ma>-?\d+\.\d+); B − A = (?P<diff>[+-]\d+\.\d+), "
+    r"95% CI (?P<ci>\[[^\]]+\]), p (?:= )?(?P<p>[<\d. ]+?), n = (?P<nb>\d+)/(?P<na>\d+)"
+)
+
+
+def test_welch_verdicts():
+    rng = np.random.default_rng(0)
+    a = 97 + 0.05 * rng.standard_normal(5)
+    assert welch("k", "m", "A", a, "B", a + 1.0).verdict == "higher"
+    assert welch("k", "m", "A", a, "B", a - 1.0).verdict == "lower"
+    assert welch("k", "m", "A", a, "B", a + 0.001 * rng.standard_normal(5)).verdict == "no significant difference"
+    assert welch("k", "m", "A", a[:1], "B", a).verdict == "not enough runs"
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_number_in_the_text_is_in_a_table(study, lang):
+    workdir, _ = study
+    text = (workdir / f"report/lab_report.{lang}.md").read_text()
+    tables = (workdir / "results/tables/table1.md").read_text() + (workdir / "results/tables/table2.md").read_text()
+    found = MEAN_SD.findall(text)
+    assert len(found) > 20
+    for value in found:
+        assert value in tables, value
+    comparisons = pd.read_csv(workdir / "results/tables/comparisons.csv")
+    rows = comparison_rows(comparisons, lang)
+    formatted = {(f["b"], f["mean_b"], f["a"], f["mean_a"], f["diff"], f["ci"], f["p"]) for r in rows.values()
+                 for f in r.values()}  # fmt: skip
+    statements = list(STATEMENT.finditer(text))
+    assert len(statements) >= 10
+    for s in statements:
+        key = (s["b"], s["mb"], s["a"], s["ma"], s["diff"], s["ci"], s["p"].strip())
+        assert key in formatted, key
+
+
+def test_conclusions_follow_the_verdicts(study):
+    workdir, _ = study
+    text = (workdir / "report/lab_report.en.md").read_text()
+    conclusions = text.split("## 4 Conclusions")[1].split("## References")[0]
+    comparisons = pd.read_csv(workdir / "results/tables/comparisons.csv")
+    val = comparisons[comparisons["metric"] == "validation accuracy (%)"]
+    for row in val.itertuples():
+        if row.key.startswith("dp_vs") or row.key.startswith("bndp_vs_dp"):
+            continue
+        pattern = f"{row.label_b} {row.mean_b:.2f} vs {row.label_a} {row.mean_a:.2f}"
+        assert pattern in conclusions, pattern
+        line = next(line for line in conclusions.splitlines() if pattern in line)
+        clause = line[: line.index(pattern)].rsplit(";", 1)[-1].rsplit(":", 1)[-1]
+        if row.verdict == "no significant difference":
+            assert "no significant difference" in clause and "significantly" not in clause, line
+        elif row.verdict in ("higher", "lower"):
+            assert "significantly" in clause, line
+
+
+def test_pdfs_are_made_with_cjk_fonts(study):
+    workdir, _ = study
+    for lang in ("en", "zh"):
+        pdf = workdir / f"report/lab_report.{lang}.pdf"
+        info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+        assert int(re.search(r"Pages:\s+(\d+)", info)[1]) >= 5
+        fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+        if lang == "zh":
+            assert "CJK" in fonts, fonts
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        assert ("结论" if lang == "zh" else "Conclusions") in text
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("no Chromium on PATH: install Debian's chromium (the README's test command does)")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_html_renders_in_headless_chromium(study, lang):
+    from playwright.sync_api import sync_playwright
+
+    workdir, _ = study
+    html = workdir / f"report/lab_report.{lang}.html"
+    assert "http://" not in html.read_text() and "https://" not in html.read_text().replace(
+        "https://json-schema.org", ""
+    )
+    errors: list[str] = []
+    requests: list[str] = []
+    shots = REPO / "results" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run", "--disable-quic"],
+        )  # fmt: skip
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto(html.as_uri(), wait_until="load")
+        images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+        title = page.title()
+        page.screenshot(path=str(shots / f"report.{lang}.png"), full_page=False)
+        browser.close()
+    assert len(images) >= 5 and all(done and width > 100 for done, width in images), images
+    assert errors == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
+    assert ("BP" in title) and Path(shots / f"report.{lang}.png").stat().st_size > 10_000

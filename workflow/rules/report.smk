@@ -1,0 +1,36 @@
+LANGS = ["en", "zh"]
+REPORT_TEMPLATES = [
+    os.path.join(workflow.basedir, "report", "templates", name)
+    for name in ["lab_report.en.md.j2", "lab_report.zh.md.j2", "macros.j2", "style.css"]
+]
+
+
+rule lab_report:
+    input:
+        results=grid_results(),
+        tables=rules.tables.output,
+        best=expand("results/search/{study}/best.json", study=STUDIES),
+        trials=expand("results/search/{study}/trials.csv", study=STUDIES),
+        dataset=rules.prepare_dataset.output.summary,
+        templates=REPORT_TEMPLATES,
+    output:
+        markdown=expand("report/lab_report.{lang}.md", lang=LANGS),
+        html=report(
+            expand("report/lab_report.{lang}.html", lang=LANGS),
+            caption="../report/lab_report.rst",
+            category="Lab report",
+        ),
+        pdf=expand("report/lab_report.{lang}.pdf", lang=LANGS),
+    params:
+        studies=STUDIES,
+        template_dir=os.path.join(workflow.basedir, "report", "templates"),
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/lab_report.log",
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=15,
+    script:
+        "../scripts/lab_report.py"

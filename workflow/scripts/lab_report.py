@@ -1,0 +1,16 @@
+from pathlib import Path
+
+from nnstudy.jobs import start_job
+from nnstudy.report import write_report
+
+start_job(snakemake)
+write_report(
+    tables_dir=Path(snakemake.input.tables[0]).parent,
+    search_dir=Path("results/search"),
+    studies=snakemake.params.studies,
+    result_paths=list(snakemake.input.results),
+    dataset_json=snakemake.input.dataset,
+    config=snakemake.config,
+    template_dir=snakemake.params.template_dir,
+    out_dir=Path(snakemake.output.markdown[0]).parent,
+)
