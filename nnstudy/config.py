@@ -52,6 +52,31 @@ def check_name(key: str, value: str) -> str:
     return value
 
 
+def schema_errors(config: dict[str, Any], schema_path: str) -> list[str]:
+    """Readable schema violations: the key's dotted path, what is wrong, and what is allowed."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(open(schema_path, encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    messages = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        where = ".".join(str(p) for p in error.path) or "(top level)"
+        if error.validator == "additionalProperties":
+            allowed = sorted(error.schema.get("properties", {}))
+            extra = sorted(set(error.instance) - set(allowed))
+            for key in extra:
+                prefix = f"{where}." if error.path else ""
+                messages.append(f"{prefix}{key}: unknown key; allowed keys here: {', '.join(allowed)}")
+        elif error.validator == "enum":
+            messages.append(f"{where}: {error.instance!r} is not allowed; choose one of {error.validator_value}")
+        elif error.validator == "type":
+            messages.append(f"{where}: {error.instance!r} should be of type {error.validator_value}")
+        else:
+            messages.append(f"{where}: {error.message}")
+    return messages
+
+
 def check_config(config: dict[str, Any]) -> None:
     """Semantic checks after schema validation; raises ConfigError naming the key."""
     check_name("study_name", config["study_name"])

@@ -35,6 +35,7 @@ LABELS = {
         "history_title": "{study}: optimisation history", "lr": "learning rate (log scale)",
         "lr_title": "{study}: learning rate vs accuracy", "state": "state",
         "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
+        "no_epochs": "{opt}: no completed epoch (every run diverged)",
     },
     "zh": {
         "epoch": "轮次 (epoch)", "seed": "随机种子", "split": "数据集", "train": "训练集", "validation": "验证集",
@@ -46,6 +47,7 @@ LABELS = {
         "history_title": "{study}：优化历史", "lr": "学习率（对数坐标）",
         "lr_title": "{study}：学习率与准确率", "state": "状态",
         "COMPLETE": "完成", "PRUNED": "剪枝", "FAIL": "失败",
+        "no_epochs": "{opt}：没有完成的轮次（所有运行均发散）",
     },
 }  # fmt: skip
 
@@ -106,12 +108,20 @@ def optimizer_curves(
 ) -> list[Path]:
     """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3)."""
     t = use_language(lang)
+    result_paths = list(result_paths)
+    optimizers = sorted({json.loads(Path(p).read_text())["optimizer"] for p in result_paths})
     epochs, iterations = load_histories(result_paths)
     epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
     written = []
-    for optimizer in sorted(epochs["optimizer"].unique()):
+    for optimizer in optimizers:
         ep = epochs[(epochs["optimizer"] == optimizer) & (epochs["variant"] == "BPNN")]
         it = iterations[(iterations["optimizer"] == optimizer) & (iterations["variant"] == "BPNN")].copy()
+        if ep.empty:  # every plain run of this optimizer diverged in its first epoch
+            fig, ax = plt.subplots(figsize=(6, 2))
+            ax.axis("off")
+            ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer), ha="center", va="center")
+            written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}")
+            continue
         it["smoothed loss"] = it.groupby("seed")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
         it = it.rename(columns={"seed": t["seed"]})
         ep = ep.rename(columns={"split": t["split"]})
@@ -140,13 +150,19 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     ok["split"] = ok["split"].map({"best_val_acc": splits[0], "test_acc": splits[1]})
     ok = ok.rename(columns={"optimizer": t["optimizer"]})
     order = [v for v in VARIANTS if v in set(ok["variant"])]
+    if ok.empty:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, t["diverged"].format(n=len(runs), cells=""), ha="center", va="center")
+        return save_figure(fig, Path(out_dir) / "grid_comparison")
+    dodge = 0.3 if ok[t["optimizer"]].nunique() > 1 else False
     grid = sns.catplot(
         ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits, order=order,
-        errorbar="sd", dodge=0.3, linestyle="none", capsize=0.1, height=4, aspect=1.2,
+        errorbar="sd", dodge=dodge, linestyle="none", capsize=0.1, height=4, aspect=1.2,
     )  # fmt: skip
     for ax, split in zip(grid.axes.flat, splits):
         sns.stripplot(ok[ok["split"] == split], x="variant", y="accuracy", hue=t["optimizer"], order=order,
-                      dodge=0.3, alpha=0.4, ax=ax, legend=False)  # fmt: skip
+                      dodge=dodge, alpha=0.4, ax=ax, legend=False)  # fmt: skip
         ax.set(xlabel="", ylabel=t["accuracy"], title=split)
     diverged = runs[runs["status"] == "diverged"]
     if len(diverged):

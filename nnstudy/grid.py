@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,18 @@ def run_grid_job(
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["grid"]
     identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
-    kill_stale_runs(client, experiment, identity)
+    kill_stale_runs(client, experiment, identity, supersede=True)
     logger = RunLogger(
         client,
         experiment,
         run_name=f"{cell.name}-seed{seed}",
-        tags={**identity, "optimizer": cell.optimizer, "variant": cell.variant, "status": "running"},
+        tags={
+            **identity,
+            "optimizer": cell.optimizer,
+            "variant": cell.variant,
+            "status": "running",
+            "superseded": "false",
+        },  # fmt: skip
         flush_seconds=tracking["flush_seconds"],
     )
     logger.log_params({**run_params(cell, lr, settings, seed, data["digest"], tracking["git"]), "lr_source": lr_source})
@@ -78,11 +86,16 @@ def run_grid_job(
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    result = write_result(result_path, fields, outcome, metrics)
-    logger.finish(
-        RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),
-        metrics=metrics,
-        tags={"status": outcome.status},
-        artifacts=[result_path, model_path],
-    )
+    # The result file is the job's mark of completion, so it appears last: after the MLflow run has ended.
+    result_path = Path(result_path)
+    with tempfile.TemporaryDirectory(dir=result_path.parent, prefix=".pending-") as pending:
+        staged = Path(pending) / result_path.name
+        result = write_result(staged, fields, outcome, metrics)
+        logger.finish(
+            RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),
+            metrics=metrics,
+            tags={"status": outcome.status},
+            artifacts=[staged, model_path],
+        )
+        os.replace(staged, result_path)
     return result

@@ -88,6 +88,8 @@ def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str,
 
 
 def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
+    if comparisons.empty:
+        return "(no comparison: the grid has one cell per optimizer)" if lang == "en" else "（网格中没有可比较的设置）"
     rows = []
     for row in comparisons.itertuples():
         f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]

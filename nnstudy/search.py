@@ -26,9 +26,10 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorage:
     """``journal`` (default): a journal file in the study's folder, safe for many processes on one
-    machine.  Anything else is an SQLAlchemy URL (e.g. ``postgresql://...``) for many machines."""
-    if spec == "journal":
-        path = Path(study_dir) / "optuna.journal"
+    machine; ``journal:/path/file.journal``: one journal file that several workflows (or machines on a
+    shared file system) share.  Anything else is an SQLAlchemy URL (e.g. ``postgresql://...``)."""
+    if spec == "journal" or spec.startswith("journal:"):
+        path = Path(study_dir) / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     return RDBStorage(spec, heartbeat_interval=60, grace_period=180)

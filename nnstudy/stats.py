@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -74,9 +74,10 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
         return sel[column].to_numpy()
 
     out: list[Comparison] = []
-    optimizers = sorted(ok["optimizer"].unique())
+    optimizers = sorted(runs["optimizer"].unique())
+    present = set(runs["variant"])
     metrics = (("val", "validation accuracy (%)"), ("test", "test accuracy (%)"), ("epochs_to_best", "epochs to best"))
-    if {"sgd", "adam"} <= set(optimizers):
+    if {"sgd", "adam"} <= set(optimizers) and "BPNN" in present:
         for column, metric in metrics:
             out.append(welch("adam_vs_sgd", metric, "SGD", sample("sgd", "BPNN", column), "Adam",
                              sample("adam", "BPNN", column), alpha))  # fmt: skip
@@ -84,6 +85,8 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
              ("bndp_vs_dp", "BPNN+DP", "BPNN+BN+DP"), ("bndp_vs_plain", "BPNN", "BPNN+BN+DP"))  # fmt: skip
     for optimizer in optimizers:
         for key, a, b in pairs:
+            if not {a, b} <= present:
+                continue
             for column, metric in metrics:
                 out.append(welch(f"{key}:{optimizer}", metric, a, sample(optimizer, a, column), b,
                                  sample(optimizer, b, column), alpha))  # fmt: skip
@@ -91,4 +94,6 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
 
 
 def comparisons_frame(comparisons: list[Comparison]) -> pd.DataFrame:
-    return pd.DataFrame([c.as_dict() for c in comparisons])
+    """One row per comparison; the columns are there even when the grid allows no comparison."""
+    columns = [f.name for f in fields(Comparison)] + ["significant"]
+    return pd.DataFrame([c.as_dict() for c in comparisons], columns=columns)

@@ -82,5 +82,8 @@ def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dic
     atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
     for name, first in (("table1", ["optimizer"]), ("table2", ["optimizer", "variant"])):
         atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
-        atomic_write_text(out_dir / f"{name}.md", display_table(tables[name], first).to_markdown(index=False, disable_numparse=True) + "\n")
+        atomic_write_text(
+            out_dir / f"{name}.md",
+            display_table(tables[name], first).to_markdown(index=False, disable_numparse=True) + "\n",
+        )
     return tables

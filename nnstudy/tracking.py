@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import math
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 EXPERIMENTS = ("grid", "lr-search")
@@ -35,19 +38,40 @@ def setup_store(uri: str, prefix: str, artifact_dir: str | Path) -> dict[str, st
     Run once by one job before any other job touches the store, so no two
     processes race to create the database or an experiment.
     """
+    lock_path = None
     if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(uri)
-    ids = {}
-    for kind in EXPERIMENTS:
-        name = experiment_name(prefix, kind)
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            location = (Path(artifact_dir).resolve() / kind).as_uri()
-            ids[kind] = client.create_experiment(name, artifact_location=location)
-        else:
-            ids[kind] = found.experiment_id
+        db = Path(uri.removeprefix("sqlite:///"))
+        db.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = db.with_name(db.name + ".setup-lock")
+    with exclusive_lock(lock_path):  # two workflows sharing one SQLite store must not both create it
+        client = MlflowClient(uri)
+        ids = {}
+        for kind in EXPERIMENTS:
+            name = experiment_name(prefix, kind)
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                location = (Path(artifact_dir).resolve() / kind).as_uri()
+                try:
+                    ids[kind] = client.create_experiment(name, artifact_location=location)
+                except MlflowException:  # created meanwhile by another process (e.g. on a server)
+                    ids[kind] = client.get_experiment_by_name(name).experiment_id
+            else:
+                ids[kind] = found.experiment_id
     return ids
+
+
+@contextmanager
+def exclusive_lock(path: Path | None):
+    """An advisory ``flock`` on ``path`` for the duration of the block (nothing when path is None)."""
+    if path is None:
+        yield
+        return
+    with open(path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def git_commit(folder: str | Path) -> str:
@@ -131,11 +155,22 @@ class RunLogger:
         self.client.set_terminated(self.run_id, status)
 
 
-def kill_stale_runs(client: MlflowClient, experiment_id: str, tags: dict[str, Any]) -> list[str]:
-    """Mark RUNNING runs that carry all of ``tags`` as KILLED (left so by a killed job); returns their ids."""
-    clauses = [f"tags.{k} = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"]
-    runs = client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=1000)
+def kill_stale_runs(
+    client: MlflowClient, experiment_id: str, tags: dict[str, Any], supersede: bool = False
+) -> list[str]:
+    """Mark RUNNING runs that carry all of ``tags`` as KILLED (left so by a killed job); returns their ids.
+
+    With ``supersede``, every earlier run with these tags (a job that is being redone) is also tagged
+    ``superseded=true``: kept for comparison, but not the run behind the current result.
+    """
+    clauses = [f"tags.{k} = '{v}'" for k, v in tags.items()]
+    runs = client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=10_000)
+    killed = []
     for run in runs:
-        client.set_tag(run.info.run_id, "status", "killed")
-        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
-    return [r.info.run_id for r in runs]
+        if run.info.status == "RUNNING":
+            client.set_tag(run.info.run_id, "status", "killed")
+            client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+            killed.append(run.info.run_id)
+        if supersede:
+            client.set_tag(run.info.run_id, "superseded", "true")
+    return killed

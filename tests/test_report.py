@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import REPO
+
 from nnstudy.report import comparison_rows
 from nnstudy.stats import welch
 

@@ -6,11 +6,17 @@ from nnstudy.config import (
     ConfigError,
     check_config,
     grid_cells,
+    schema_errors,
     study_cell,
     study_for_cell,
     study_names,
 )
 
+problems = schema_errors(
+    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+)
+if problems:
+    raise WorkflowError("invalid configuration:\n  " + "\n  ".join(problems))
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_config(config)

@@ -21,16 +21,16 @@ rule lab_report:
             category="Lab report",
         ),
         pdf=expand("report/lab_report.{lang}.pdf", lang=LANGS),
-    params:
-        studies=STUDIES,
-        template_dir=os.path.join(workflow.basedir, "report", "templates"),
-    conda:
-        "../../environment.yml"
     log:
         "results/logs/lab_report.log",
+    conda:
+        "../../environment.yml"
     threads: 1
     resources:
         mem_mb=2048,
         runtime=15,
+    params:
+        studies=STUDIES,
+        template_dir=os.path.join(workflow.basedir, "report", "templates"),
     script:
         "../scripts/lab_report.py"

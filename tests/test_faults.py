@@ -1,0 +1,197 @@
+"""Fault injection with real Snakemake, MLflow and Optuna: divergence, kill -9 and resume, shared studies."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import yaml
+from conftest import REPO, clean_env, snakemake, write_small_study
+from mlflow.tracking import MlflowClient
+
+ACCURACY_COLUMNS = ["optimizer", "variant", "n", "n_diverged", "best_val_acc_mean", "best_val_acc_std",
+                    "test_acc_mean", "test_acc_std", "epochs_to_best_mean", "epochs_mean"]  # fmt: skip
+
+
+def configure(workdir: Path, **changes) -> dict:
+    """The small study with some sections changed (``section={key: value}``)."""
+    config = write_small_study(workdir)
+    for section, values in changes.items():
+        config[section].update(values)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    return config
+
+
+def resume(workdir: Path) -> subprocess.CompletedProcess:
+    """What a user does after a kill: release Snakemake's stale lock, then the same command again."""
+    unlock = snakemake(workdir, "--unlock")
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    return snakemake(workdir, "--cores", "2")
+
+
+def start(workdir: Path, *args: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]  # fmt: skip
+    log = open(workdir / "snakemake.out", "ab")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
+    """kill -9 the whole process group as soon as ``ready()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "the workflow ended before the kill"
+        assert time.monotonic() < deadline, "the kill condition never held"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def store(workdir: Path) -> tuple[MlflowClient, dict]:
+    info = json.loads((workdir / "results/mlflow/store.json").read_text())
+    return MlflowClient(info["uri"]), info["experiments"]
+
+
+def open_study(path: Path, name: str) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_diverging_learning_rates_are_recorded_not_fatal(tmp_path):
+    configure(
+        tmp_path,
+        grid={"batchnorm": [False], "dropout": [0.0], "fallback_lr": {"sgd": 1.0e25, "adam": 0.002}},
+        search={"lr_range": {"sgd": [1.0e20, 1.0e30], "adam": [1.0e-4, 1.0e-2]}, "n_trials": 3, "workers": 1},
+    )
+    proc = snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((tmp_path / "results/search/lr-sgd/best.json").read_text())
+    assert best["n_complete"] == 0 and best["n_diverged"] >= 3 and best["lr"] == 1.0e25
+    assert best["source"].startswith("fallback")
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert set(runs.loc[runs["optimizer"] == "sgd", "status"]) == {"diverged"}
+    assert set(runs.loc[runs["optimizer"] == "adam", "status"]) == {"ok"}
+    table1 = pd.read_csv(tmp_path / "results/tables/table1.csv").set_index("optimizer")
+    assert table1.loc["sgd", "n"] == 0 and table1.loc["sgd", "n_diverged"] == 2
+    assert "2 diverged" in (tmp_path / "results/tables/table1.md").read_text()
+    assert "diverged" in (tmp_path / "report/lab_report.en.md").read_text()
+    client, experiments = store(tmp_path)
+    sgd_runs = client.search_runs([experiments["grid"]], "tags.optimizer = 'sgd'")
+    assert len(sgd_runs) == 2
+    assert all(r.info.status == "FAILED" and r.data.tags["status"] == "diverged" for r in sgd_runs)
+    trials = client.search_runs([experiments["lr-search"]], "tags.search = 'lr-sgd' and tags.status = 'diverged'")
+    assert len(trials) >= 3
+
+
+def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
+    changes = {"search": {"enabled": False}, "grid": {"seeds": [1, 2, 3]}}
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    configure(reference, **changes)
+    assert snakemake(reference, "--cores", "2").returncode == 0
+
+    work = tmp_path / "killed"
+    work.mkdir()
+    configure(work, **changes)
+    proc = start(work)
+    kill_when(proc, lambda: len(list(work.glob("results/grid/*/seed*/result.json"))) >= 5)
+    assert snakemake(work, "--unlock").returncode == 0
+    plan = snakemake(work, "-n", "--cores", "2").stdout  # what Snakemake will (re)do: missing or incomplete
+    todo = {work / m for m in re.findall(r"output: (results/grid/\S+/result\.json)", plan)}
+    done_before = {
+        p: json.loads(p.read_text())["mlflow_run_id"]
+        for p in work.glob("results/grid/*/*/result.json")
+        if p not in todo
+    }
+    assert len(done_before) >= 3 and len(todo) >= 10
+    client, experiments = store(work)
+    left_running = {r.info.run_id for r in client.search_runs([experiments["grid"]], "attributes.status = 'RUNNING'")}
+
+    resumed = resume(work)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    for path, run_id in done_before.items():  # finished work is kept, not redone
+        assert json.loads(path.read_text())["mlflow_run_id"] == run_id
+    runs = client.search_runs([experiments["grid"]], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    statuses = {r.info.run_id: r.info.status for r in runs}
+    assert all(statuses[run_id] == "KILLED" for run_id in left_running - set(done_before.values()))
+    current = [r for r in runs if r.data.tags["superseded"] == "false"]
+    assert len(current) == 24 and all(r.info.status == "FINISHED" for r in current)
+    results = {json.loads(p.read_text())["mlflow_run_id"] for p in work.glob("results/grid/*/*/result.json")}
+    assert results == {r.info.run_id for r in current}
+    ours = pd.read_csv(work / "results/tables/table2.csv")[ACCURACY_COLUMNS]
+    theirs = pd.read_csv(reference / "results/tables/table2.csv")[ACCURACY_COLUMNS]
+    pd.testing.assert_frame_equal(ours, theirs)
+
+
+def test_kill_during_search_loses_no_trial(tmp_path):
+    config = configure(
+        tmp_path,
+        grid={"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
+        search={"n_trials": 8, "workers": 2},
+    )
+    journal = tmp_path / "results/search/lr-adam/optuna.journal"
+    name = f"{config['study_name']}.lr-adam"
+
+    def two_complete() -> bool:
+        if not journal.exists():
+            return False
+        try:
+            return len(open_study(journal, name).get_trials(states=(optuna.trial.TrialState.COMPLETE,))) >= 2
+        except KeyError:  # the study is not written yet
+            return False
+
+    proc = start(tmp_path)
+    kill_when(proc, two_complete)
+    before = {t.number: t.value for t in open_study(journal, name).trials if t.state.name == "COMPLETE"}
+    resumed = resume(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = open_study(journal, name)
+    after = {t.number: t for t in study.trials}
+    for number, value in before.items():
+        assert after[number].state.name == "COMPLETE" and after[number].value == value
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) >= 8
+    assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    client, experiments = store(tmp_path)
+    trial_runs = client.search_runs([experiments["lr-search"]], max_results=1000)
+    trial_runs = [r for r in trial_runs if "trial" in r.data.tags]
+    assert len(trial_runs) == len(study.trials)
+    assert not [r for r in trial_runs if r.info.status == "RUNNING"]
+
+
+def test_two_workflows_share_one_study_without_losing_trials(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    changes = {
+        "grid": {"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
+        "search": {"n_trials": 10, "workers": 2, "storage": f"journal:{shared / 'study.journal'}"},
+        "mlflow": {"tracking_uri": f"sqlite:///{shared / 'mlflow.db'}", "flush_seconds": 0},
+    }
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+        config = configure(d, **changes)
+    procs = [start(d, "results/search/lr-adam/best.json") for d in dirs]
+    for p in procs:
+        assert p.wait(timeout=300) == 0
+    logs = "".join((d / "snakemake.out").read_text() for d in dirs)
+    logs += "".join(p.read_text() for d in dirs for p in (d / "results/logs").rglob("*.log"))
+    assert "database is locked" not in logs and "Traceback" not in logs
+    study = open_study(shared / "study.journal", f"{config['study_name']}.lr-adam")
+    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) >= 10
+    assert not [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
+    client = MlflowClient(changes["mlflow"]["tracking_uri"])
+    experiment = client.get_experiment_by_name("nnstudy/lr-search")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    trial_runs = [r for r in runs if "trial" in r.data.tags]
+    assert len(trial_runs) == len(study.trials)
+    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in study.trials)
