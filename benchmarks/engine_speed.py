@@ -1,8 +1,9 @@
 """Training speed of nnlib against PyTorch CPU, in one process and at the same thread counts.
 
 Times epochs of the seed report's network (784-100-10, Adam, batch 100, float32)
-on 50,000 random samples of MNIST shape, and the same with batch norm and
-dropout p=0.5.  Each figure is the best of ``--repeats`` epochs after one
+on 50,000 random samples of MNIST shape, the same with batch norm and dropout
+p=0.5, and the LeNet-style CNN (conv 8x5x5 - pool - conv 16x5x5 - pool - affine)
+on 10,000 samples.  Each figure is the best of ``--repeats`` epochs after one
 warm-up epoch.  The last line is machine-readable:
 
     ratio_1thread=<nnlib/torch> ratio_allthreads=<nnlib/torch>
@@ -23,7 +24,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nnlib import Adam, MLPSpec, Network, Trainer  # noqa: E402
+from nnlib import Adam, CNNSpec, MLPSpec, Network, Trainer  # noqa: E402
 
 N_SAMPLES, BATCH, LR = 50_000, 100, 1e-3
 
@@ -36,7 +37,7 @@ def make_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def time_nnlib(x: np.ndarray, y: np.ndarray, spec: MLPSpec, repeats: int) -> float:
+def time_nnlib(x: np.ndarray, y: np.ndarray, spec: MLPSpec | CNNSpec, repeats: int) -> float:
     """Best samples/s of nnlib's Trainer.train_epoch."""
     net = Network(spec, seed=0)
     trainer = Trainer(net, Adam(LR), batch_size=BATCH, seed=0)
@@ -49,20 +50,35 @@ def time_nnlib(x: np.ndarray, y: np.ndarray, spec: MLPSpec, repeats: int) -> flo
     return len(x) / best
 
 
-def time_torch(x: np.ndarray, y: np.ndarray, spec: MLPSpec, repeats: int) -> float:
-    """Best samples/s of the same network and loop in PyTorch (Adam, shuffled minibatches)."""
-    import torch
+def torch_model(spec: MLPSpec | CNNSpec):
+    """The PyTorch twin of an nnlib spec (the seed MLP, with BN/dropout, or the LeNet-style CNN)."""
     from torch import nn
 
-    torch.manual_seed(0)
-    layers: list[nn.Module] = [nn.Linear(784, 100)]
+    if isinstance(spec, CNNSpec):
+        layers: list[nn.Module] = [nn.Unflatten(1, (1, 28, 28))]
+        channels = 1
+        for filters, kernel in spec.conv:
+            layers += [nn.Conv2d(channels, filters, kernel), nn.ReLU(), nn.MaxPool2d(spec.pool)]
+            channels = filters
+        layers += [nn.Flatten(), nn.Linear(int(np.prod(spec.feature_shape())), spec.classes)]
+        return nn.Sequential(*layers)
+    layers = [nn.Linear(784, 100)]
     if spec.batchnorm:
         layers.append(nn.BatchNorm1d(100))
     layers.append(nn.ReLU())
     if spec.dropout:
         layers.append(nn.Dropout(spec.dropout))
     layers.append(nn.Linear(100, 10))
-    model = nn.Sequential(*layers).train()
+    return nn.Sequential(*layers)
+
+
+def time_torch(x: np.ndarray, y: np.ndarray, spec: MLPSpec | CNNSpec, repeats: int) -> float:
+    """Best samples/s of the same network and loop in PyTorch (Adam, shuffled minibatches)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = torch_model(spec).train()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
@@ -107,6 +123,7 @@ def gemm_bound(threads: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per measurement (best is kept)")
+    parser.add_argument("--cnn-samples", type=int, default=10_000, help="samples per timed CNN epoch")
     args = parser.parse_args()
     import torch
 
@@ -114,14 +131,15 @@ def main() -> None:
     x, y = make_data()
     blas = [(i.get("internal_api"), i.get("architecture"), i.get("version")) for i in threadpool_info()]
     print(f"numpy {np.__version__}, torch {torch.__version__}, cores {all_threads}, BLAS {blas}")
-    variants = {"bn_dropout": MLPSpec(batchnorm=True, dropout=0.5), "plain": MLPSpec()}
+    variants = {"cnn": CNNSpec(), "bn_dropout": MLPSpec(batchnorm=True, dropout=0.5), "plain": MLPSpec()}
     ratios: dict[tuple[str, int], float] = {}
     for label, spec in variants.items():
+        n = args.cnn_samples if label == "cnn" else len(x)
         for threads in (1, all_threads):
             torch.set_num_threads(threads)
             with threadpool_limits(threads):
-                ours = time_nnlib(x, y, spec, args.repeats)
-                theirs = time_torch(x, y, spec, args.repeats)
+                ours = time_nnlib(x[:n], y[:n], spec, args.repeats)
+                theirs = time_torch(x[:n], y[:n], spec, args.repeats)
             ratios[label, threads] = ours / theirs
             print(
                 f"{label:>10} threads={threads}: nnlib {ours:,.0f} samples/s, torch {theirs:,.0f} samples/s, "

@@ -6,7 +6,7 @@ keep their state by parameter name; the Trainer adds early stopping,
 schedules and a per-epoch callback.  Only NumPy is imported.
 """
 
-from .network import CheckpointError, MLPSpec, Network, read_checkpoint_extra, spec_from_dict
+from .network import CheckpointError, CNNSpec, MLPSpec, Network, read_checkpoint_extra, spec_from_dict
 from .optim import SGD, Adam, Optimizer, RMSprop, make_optimizer
 from .train import DivergenceError, History, Trainer, make_schedule
 
@@ -14,6 +14,7 @@ __all__ = [
     "SGD",
     "Adam",
     "CheckpointError",
+    "CNNSpec",
     "DivergenceError",
     "History",
     "MLPSpec",

@@ -134,3 +134,83 @@ def softmax_cross_entropy(scores: Array, y: Array) -> tuple[float, Array]:
     exp[rows, y] -= 1
     exp /= n
     return loss, exp
+
+
+def conv2d_forward(x: Array, w: Array, b: Array | None, stride: int = 1, pad: int = 0) -> tuple[Array, tuple]:
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with w (F, C, KH, KW): im2col and one GEMM.
+
+    The columns are laid out kernel-offset-major, (C*KH*KW, N*OH*OW), so that building them copies
+    contiguous image rows; the result is returned as an (N, F, OH, OW) view of an (F, N, OH, OW) array.
+    """
+    n, c, h, width = x.shape
+    f, c_w, kh, kw = w.shape
+    if c != c_w:
+        raise ValueError(f"conv2d: input has {c} channels, weights expect {c_w}")
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad))) if pad else x
+    oh, ow = (xp.shape[2] - kh) // stride + 1, (xp.shape[3] - kw) // stride + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"conv2d: kernel {kh}x{kw} does not fit the padded input {xp.shape[2]}x{xp.shape[3]}")
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    cols = np.ascontiguousarray(win.transpose(1, 4, 5, 0, 2, 3)).reshape(c * kh * kw, n * oh * ow)
+    out = w.reshape(f, -1) @ cols
+    if b is not None:
+        out += b[:, None]
+    return out.reshape(f, n, oh, ow).transpose(1, 0, 2, 3), (x.shape, xp.shape, cols, w, stride, pad)
+
+
+def conv2d_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
+    """Gradients ``(dx, dw, db)``; dx is scattered back with one vectorised add per kernel offset."""
+    x_shape, xp_shape, cols, w, stride, pad = cache
+    n, f, oh, ow = dout.shape
+    _, c, kh, kw = w.shape
+    dmat = dout.transpose(1, 0, 2, 3).reshape(f, n * oh * ow)
+    dw = (dmat @ cols.T).reshape(w.shape)
+    db = dmat.sum(axis=1)
+    if not need_dx:
+        return None, dw, db
+    dcols = (w.reshape(f, -1).T @ dmat).reshape(c, kh, kw, n, oh, ow)
+    dxp = np.zeros((c, n, xp_shape[2], xp_shape[3]), dtype=dout.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i : i + stride * oh : stride, j : j + stride * ow : stride] += dcols[:, i, j]
+    dx = dxp.transpose(1, 0, 2, 3)
+    return (dx[:, :, pad : pad + x_shape[2], pad : pad + x_shape[3]] if pad else dx), dw, db
+
+
+def maxpool_forward(x: Array, size: int = 2) -> tuple[Array, tuple]:
+    """Non-overlapping max pooling (stride = size) of x (N, C, H, W); H and W must be multiples of size.
+
+    One copy regroups x into size*size contiguous planes (one per window offset); the maximum and its
+    first position are then found with contiguous elementwise passes.  The output keeps the memory
+    layout of ``x`` (convolutions hand over channel-major arrays).
+    """
+    n, c, h, w = x.shape
+    if h % size or w % size:
+        raise ValueError(f"maxpool: input {h}x{w} is not a multiple of the pool size {size}")
+    channel_major = x.strides[0] < x.strides[1]
+    mem = x.transpose(1, 0, 2, 3) if channel_major else x
+    a, b = mem.shape[:2]
+    planes = np.ascontiguousarray(
+        mem.reshape(a, b, h // size, size, w // size, size).transpose(3, 5, 0, 1, 2, 4)
+    ).reshape(size * size, a, b, h // size, w // size)
+    out = planes[0].copy()
+    arg = np.zeros(out.shape, dtype=np.int8)
+    for k in range(1, size * size):
+        larger = (planes[k] > out).view(np.int8)  # 0/1; strict, so ties keep the first position
+        arg -= arg * larger
+        arg += larger * np.int8(k)
+        np.maximum(out, planes[k], out=out)
+    if channel_major:
+        out, arg = out.transpose(1, 0, 2, 3), arg.transpose(1, 0, 2, 3)
+    return out, (x.shape, channel_major, arg, size)
+
+
+def maxpool_backward(dout: Array, cache: tuple) -> Array:
+    """Route each gradient to the (first) maximum of its window."""
+    (n, c, h, w), channel_major, arg, size = cache
+    if channel_major:
+        dout, arg = dout.transpose(1, 0, 2, 3), arg.transpose(1, 0, 2, 3)
+    a, b = arg.shape[:2]
+    planes = np.stack([dout * (arg == k) for k in range(size * size)])
+    dx = planes.reshape(size, size, a, b, h // size, w // size).transpose(2, 3, 4, 0, 5, 1).reshape(a, b, h, w)
+    return dx.transpose(1, 0, 2, 3) if channel_major else dx

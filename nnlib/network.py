@@ -61,7 +61,73 @@ def _check_common(spec: Any) -> None:
         raise ValueError(f"bn_momentum must lie in [0, 1), got {spec.bn_momentum}")
 
 
-SPEC_KINDS: dict[str, type] = {"mlp": MLPSpec}
+@dataclass(frozen=True)
+class CNNSpec:
+    """A LeNet-style net: per entry of ``conv`` (filters, kernel), conv -> [spatial BN] -> ReLU -> max pool
+    (computed as pool then ReLU, which is the same function),
+    then ``hidden`` fully connected ReLU layers and the output layer; dropout (drop probability) acts on
+    the flattened features and on each hidden layer."""
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    conv: tuple[tuple[int, int], ...] = ((8, 5), (16, 5))
+    pool: int = 2
+    hidden: tuple[int, ...] = ()
+    classes: int = 10
+    batchnorm: bool = False
+    dropout: float = 0.0
+    init: str = "he"
+    dtype: str = "float32"
+    weight_decay: float = 0.0
+    bn_momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+        object.__setattr__(self, "conv", tuple((int(f), int(k)) for f, k in self.conv))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        _check_common(self)
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"CNNSpec input_shape must be (channels, height, width), got {self.input_shape}")
+        self.feature_shape()  # checks that every stage fits
+
+    def feature_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) after the last pooling stage."""
+        c, h, w = self.input_shape
+        for filters, kernel in self.conv:
+            h, w = h - kernel + 1, w - kernel + 1
+            if h < 1 or w < 1 or filters < 1 or kernel < 1:
+                raise ValueError(f"CNNSpec: conv stage ({filters}, {kernel}) does not fit the input {self.input_shape}")
+            if h % self.pool or w % self.pool:
+                raise ValueError(f"CNNSpec: feature map {h}x{w} is not a multiple of pool size {self.pool}")
+            c, h, w = filters, h // self.pool, w // self.pool
+        return c, h, w
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(input_shape=list(self.input_shape), conv=[list(c) for c in self.conv], hidden=list(self.hidden))
+        return {"kind": "cnn", **d}
+
+    def build_layers(self) -> list[Layer]:
+        out: list[Layer] = [Reshape(self.input_shape)]
+        c = self.input_shape[0]
+        for i, (filters, kernel) in enumerate(self.conv, start=1):
+            out.append(Conv2D(f"conv{i}", c, filters, kernel, bias=not self.batchnorm))
+            if self.batchnorm:
+                out.append(SpatialBatchNorm(f"cbn{i}", filters, self.bn_momentum))
+            out += [MaxPool(self.pool), ReLU()]  # = ReLU then pool (max and ReLU commute), 4x less work
+            c = filters
+        n_in = int(np.prod(self.feature_shape()))
+        if self.dropout > 0:
+            out.append(Dropout("dropout0", self.dropout))
+        for i, width in enumerate(self.hidden, start=1):
+            out += [Affine(f"fc{i}", n_in, width), ReLU()]
+            if self.dropout > 0:
+                out.append(Dropout(f"dropout{i}", self.dropout))
+            n_in = width
+        out.append(Affine(f"fc{len(self.hidden) + 1}", n_in, self.classes))
+        return out
+
+
+SPEC_KINDS: dict[str, type] = {"mlp": MLPSpec, "cnn": CNNSpec}
 
 
 def spec_from_dict(data: dict[str, Any]) -> Any:
@@ -171,6 +237,74 @@ class Dropout(Layer):
         return F.dropout_backward(dout, cache), {}
 
 
+class Reshape(Layer):
+    """Give every sample the shape the next layer expects (e.g. (28, 28) images to (1, 28, 28))."""
+
+    name = "reshape"
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = tuple(shape)
+
+    def forward(self, x, params, buffers, train, rng):
+        return x.reshape((x.shape[0], *self.shape)), x.shape
+
+    def backward(self, dout, cache, need_dx):
+        return dout.reshape(cache), {}
+
+
+class Conv2D(Layer):
+    """Valid (unpadded) stride-1 convolution with F filters of size k x k."""
+
+    def __init__(self, name: str, channels: int, filters: int, kernel: int, bias: bool = True) -> None:
+        self.name, self.channels, self.filters, self.kernel = name, channels, filters, kernel
+        self.w, self.b = f"{name}.w", (f"{name}.b" if bias else None)
+        self.weight_names = (self.w,)
+
+    def init_params(self, rng, dtype, init):
+        fan_in = self.channels * self.kernel**2
+        fan_out = self.filters * self.kernel**2
+        shape = (self.filters, self.channels, self.kernel, self.kernel)
+        out = {self.w: init_weight(rng, fan_in, fan_out, shape, init, dtype)}
+        if self.b:
+            out[self.b] = np.zeros(self.filters, dtype=dtype)
+        return out
+
+    def forward(self, x, params, buffers, train, rng):
+        return F.conv2d_forward(x, params[self.w], params[self.b] if self.b else None)
+
+    def backward(self, dout, cache, need_dx):
+        dx, dw, db = F.conv2d_backward(dout, cache, need_dx)
+        return dx, ({self.w: dw, self.b: db} if self.b else {self.w: dw})
+
+
+class MaxPool(Layer):
+    name = "maxpool"
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def forward(self, x, params, buffers, train, rng):
+        return F.maxpool_forward(x, self.size)
+
+    def backward(self, dout, cache, need_dx):
+        return F.maxpool_backward(dout, cache), {}
+
+
+class SpatialBatchNorm(BatchNorm):
+    """Batch norm per channel of an (N, C, H, W) input, over N, H and W."""
+
+    def forward(self, x, params, buffers, train, rng):
+        n, c, h, w = x.shape
+        flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
+        out, cache = super().forward(flat, params, buffers, train, rng)
+        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+
+    def backward(self, dout, cache, need_dx):
+        inner, (n, c, h, w) = cache
+        dx, grads = super().backward(dout.transpose(0, 2, 3, 1).reshape(-1, c), inner, need_dx)
+        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), grads
+
+
 def build_layers(spec: Any) -> list[Layer]:
     """The layer sequence a spec describes (the softmax loss is applied by the network)."""
     if isinstance(spec, MLPSpec):
@@ -220,6 +354,8 @@ class Network:
             self.params.update(layer.init_params(rng, self.dtype, spec.init))
             self.buffers.update(layer.init_buffers(self.dtype))
         self.weight_names = [n for layer in self.layers for n in layer.weight_names]
+        # backward stops at the first layer with parameters: nothing needs the gradient of the input
+        self.first_trainable = next(i for i, layer in enumerate(self.layers) if layer.weight_names)
 
     @property
     def n_params(self) -> int:
@@ -246,8 +382,8 @@ class Network:
         scores, caches = self.forward(x, train=True, rng=rng)
         loss, dout = F.softmax_cross_entropy(scores, y)
         grads: dict[str, Array] = {}
-        for i in range(len(self.layers) - 1, -1, -1):
-            dout, layer_grads = self.layers[i].backward(dout, caches[i], need_dx=i > 0)
+        for i in range(len(self.layers) - 1, self.first_trainable - 1, -1):
+            dout, layer_grads = self.layers[i].backward(dout, caches[i], need_dx=i > self.first_trainable)
             grads.update(layer_grads)
         decay = self.spec.weight_decay
         if decay:

@@ -119,3 +119,41 @@ def test_float32_is_kept(rng):
         train=True,
     )
     assert bn.dtype == np.float32
+
+
+@pytest.mark.parametrize("stride,pad", [(1, 0), (2, 1), (1, 2)])
+def test_conv2d_gradients_and_reference(rng, stride, pad):
+    x = rng.standard_normal((2, 3, 7, 7))
+    w = rng.standard_normal((4, 3, 3, 3))
+    b = rng.standard_normal(4)
+    out, cache = F.conv2d_forward(x, w, b, stride, pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    ref = np.zeros_like(out)
+    for i in range(out.shape[2]):  # direct definition, loops only in the test
+        for j in range(out.shape[3]):
+            patch = xp[:, :, i * stride : i * stride + 3, j * stride : j * stride + 3]
+            ref[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv2d_backward(dout, cache)
+    fwd = lambda: F.conv2d_forward(x, w, b, stride, pad)[0]  # noqa: E731
+    assert relative_error(dx, numerical_gradient_array(fwd, x, dout)) < TOL
+    assert relative_error(dw, numerical_gradient_array(fwd, w, dout)) < TOL
+    assert relative_error(db, numerical_gradient_array(fwd, b, dout)) < TOL
+
+
+def test_maxpool_gradient_layouts_and_ties(rng):
+    x = rng.standard_normal((2, 3, 6, 8))
+    out, cache = F.maxpool_forward(x, 2)
+    np.testing.assert_array_equal(out, x.reshape(2, 3, 3, 2, 4, 2).max(axis=(3, 5)))
+    dout = rng.standard_normal(out.shape)
+    dx = F.maxpool_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(lambda: F.maxpool_forward(x, 2)[0], x, dout)) < TOL
+    channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    out2, cache2 = F.maxpool_forward(channel_major, 2)
+    np.testing.assert_array_equal(out2, out)
+    np.testing.assert_array_equal(F.maxpool_backward(dout, cache2), dx)
+    _, tie = F.maxpool_forward(np.zeros((1, 1, 2, 2)), 2)  # a blank window: the gradient goes to one place
+    np.testing.assert_array_equal(F.maxpool_backward(np.ones((1, 1, 1, 1)), tie), [[[[1.0, 0.0], [0.0, 0.0]]]])
+    with pytest.raises(ValueError, match="not a multiple of the pool size"):
+        F.maxpool_forward(np.zeros((1, 1, 5, 4)), 2)

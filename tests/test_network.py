@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nnlib import CheckpointError, MLPSpec, Network, spec_from_dict
+from nnlib import CheckpointError, CNNSpec, MLPSpec, Network, spec_from_dict
 from nnlib.gradcheck import check_network_gradients
 
 
@@ -38,6 +38,30 @@ def test_whole_model_gradients(batchnorm, dropout, hidden, decay):
     errors = check_network_gradients(net, x, y, seed=11)
     assert set(errors) == set(net.params)
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("batchnorm,dropout,hidden", [(False, 0.0, ()), (True, 0.0, (6,)), (True, 0.3, (6,))],
+                         ids=["cnn", "cnn+bn", "cnn+bn+dropout"])  # fmt: skip
+def test_whole_cnn_gradients(batchnorm, dropout, hidden):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((4, 14, 14)), rng.integers(0, 4, 4)
+    spec = CNNSpec(input_shape=(1, 14, 14), conv=((3, 3), (4, 3)), hidden=hidden, classes=4, batchnorm=batchnorm,
+                   dropout=dropout, dtype="float64")  # fmt: skip
+    net = Network(spec, seed=2)
+    errors = check_network_gradients(net, x, y, seed=5)
+    assert set(errors) == set(net.params) and max(errors.values()) < 1e-6, errors
+
+
+def test_cnn_default_spec_checkpoint_and_bad_specs(tmp_path):
+    net = Network(CNNSpec(), seed=0)
+    assert net.params["conv1.w"].shape == (8, 1, 5, 5) and net.params["fc1.w"].shape == (256, 10)
+    x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    net.save(tmp_path / "cnn.npz")
+    np.testing.assert_array_equal(Network.load(tmp_path / "cnn.npz").predict_proba(x), net.predict_proba(x))
+    with pytest.raises(ValueError, match="not a multiple of pool size"):
+        CNNSpec(conv=((8, 4),))
+    with pytest.raises(ValueError, match="does not fit"):
+        CNNSpec(conv=((8, 5), (16, 5), (32, 5)))
 
 
 def test_gradcheck_detects_a_wrong_gradient():
