@@ -20,29 +20,31 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell: optimiser x batch norm x dropout."""
+    """One grid cell: architecture (the BP network, or the CNN) x optimiser x batch norm x dropout."""
 
     optimizer: str
     batchnorm: bool
     dropout: float
+    arch: str = "mlp"
 
     @property
     def name(self) -> str:
-        return f"{self.optimizer}-bn{int(self.batchnorm)}-dp{self.dropout:g}"
+        prefix = "" if self.arch == "mlp" else f"{self.arch}-"
+        return f"{prefix}{self.optimizer}-bn{int(self.batchnorm)}-dp{self.dropout:g}"
 
     @property
     def variant(self) -> str:
-        """The seed report's Table 2 label."""
-        return {(False, False): "BPNN", (True, False): "BPNN+BN", (False, True): "BPNN+DP", (True, True): "BPNN+BN+DP"}[
-            (self.batchnorm, self.dropout > 0)
-        ]
+        """The seed report's Table 2 label (CNN cells are labelled CNN, +BN, +DP alike)."""
+        base = "BPNN" if self.arch == "mlp" else "CNN"
+        suffix = {(False, False): "", (True, False): "+BN", (False, True): "+DP", (True, True): "+BN+DP"}
+        return base + suffix[(self.batchnorm, self.dropout > 0)]
 
     @classmethod
     def parse(cls, name: str) -> Cell:
-        match = re.fullmatch(r"([a-z]+)-bn([01])-dp([0-9.]+)", name)
+        match = re.fullmatch(r"(?:(cnn)-)?([a-z]+)-bn([01])-dp([0-9.]+)", name)
         if not match:
-            raise ConfigError(f"not a grid cell name: {name!r} (expected e.g. adam-bn1-dp0.5)")
-        return cls(match[1], match[2] == "1", float(match[3]))
+            raise ConfigError(f"not a grid cell name: {name!r} (expected e.g. adam-bn1-dp0.5 or cnn-adam-bn0-dp0)")
+        return cls(match[2], match[3] == "1", float(match[4]), match[1] or "mlp")
 
 
 def check_name(key: str, value: str) -> str:
@@ -114,6 +116,25 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"search.lr_range.{name}: learning rates must be > 0, got [{low}, {high}]")
         if low >= high:
             raise ConfigError(f"search.lr_range.{name}: low ({low}) must be below high ({high})")
+    cnn = config["cnn"]
+    if cnn["enabled"]:
+        for key in ("optimizers", "batchnorm", "dropout"):
+            if not cnn[key]:
+                raise ConfigError(f"cnn.{key} is empty: give at least one value or set cnn.enabled: false")
+        for name in cnn["optimizers"]:
+            if search["enabled"] and name not in cnn["lr_range"]:
+                raise ConfigError(f"cnn.lr_range lacks optimizer {name!r}; give [low, high]")
+            if not search["enabled"] and name not in cnn["fallback_lr"]:
+                raise ConfigError(f"cnn.fallback_lr lacks {name!r}, needed when search.enabled is false")
+        for name, (low, high) in cnn["lr_range"].items():
+            if not 0 < low < high:
+                raise ConfigError(f"cnn.lr_range.{name}: need 0 < low < high, got [{low}, {high}]")
+        try:
+            from nnlib import CNNSpec
+
+            CNNSpec(conv=tuple(tuple(c) for c in cnn["conv"]), hidden=tuple(cnn["hidden"]))
+        except ValueError as exc:
+            raise ConfigError(f"cnn.conv: {exc}") from None
     if data["train_size"] + data["val_size"] > 60_000:
         raise ConfigError(
             f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
@@ -123,20 +144,27 @@ def check_config(config: dict[str, Any]) -> None:
 
 
 def grid_cells(config: dict[str, Any]) -> list[Cell]:
-    """Every optimiser x batch norm x dropout cell, in config order."""
+    """Every optimiser x batch norm x dropout cell of the BP network, then the CNN cells, in config order."""
     g = config["grid"]
-    return [Cell(o, bool(b), float(p)) for o in g["optimizers"] for b in g["batchnorm"] for p in g["dropout"]]
+    cells = [Cell(o, bool(b), float(p)) for o in g["optimizers"] for b in g["batchnorm"] for p in g["dropout"]]
+    c = config["cnn"]
+    if c["enabled"]:
+        cells += [Cell(o, bool(b), float(p), "cnn") for o in c["optimizers"] for b in c["batchnorm"]
+                  for p in c["dropout"]]  # fmt: skip
+    return cells
 
 
-def search_cell(config: dict[str, Any], optimizer: str) -> Cell:
-    """The cell an optimiser-wide learning-rate search trains (the plain BP network by default)."""
+def search_cell(config: dict[str, Any], optimizer: str, arch: str = "mlp") -> Cell:
+    """The cell an optimiser-wide learning-rate search trains (the plain network by default)."""
     s = config["search"]["cell"]
-    return Cell(optimizer, bool(s["batchnorm"]), float(s["dropout"]))
+    return Cell(optimizer, bool(s["batchnorm"]), float(s["dropout"]), arch)
 
 
 def study_for_cell(config: dict[str, Any], cell: Cell) -> str:
     """Name of the Optuna study whose best learning rate the cell uses."""
-    return f"lr-{cell.name}" if config["search"]["per_cell"] else f"lr-{cell.optimizer}"
+    if config["search"]["per_cell"]:
+        return f"lr-{cell.name}"
+    return f"lr-{cell.optimizer}" if cell.arch == "mlp" else f"lr-{cell.arch}-{cell.optimizer}"
 
 
 def study_names(config: dict[str, Any]) -> list[str]:
@@ -149,4 +177,34 @@ def study_names(config: dict[str, Any]) -> list[str]:
 def study_cell(config: dict[str, Any], study: str) -> Cell:
     """The cell a study's trials train."""
     rest = study.removeprefix("lr-")
-    return Cell.parse(rest) if "-bn" in rest else search_cell(config, rest)
+    if "-bn" in rest:
+        return Cell.parse(rest)
+    arch, _, optimizer = rest.rpartition("-")
+    return search_cell(config, optimizer, arch or "mlp")
+
+
+def search_settings(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
+    """The search options for a cell's architecture (the CNN has its own smaller budget)."""
+    s = dict(config["search"])
+    if cell.arch == "cnn":
+        c = config["cnn"]
+        s.update(n_trials=c["n_trials"], max_epochs=c["search_max_epochs"], lr_range=c["lr_range"],
+                 workers=min(s["workers"], c["n_trials"]))  # fmt: skip
+    return s
+
+
+def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) -> dict[str, Any]:
+    """The training settings of one cell (only what that cell depends on, so that Snakemake reruns a
+    cell exactly when its own settings change)."""
+    options = dict(config["training"])
+    if cell.arch == "cnn":
+        c = config["cnn"]
+        options.update(max_epochs=c["max_epochs"], conv=[list(v) for v in c["conv"]], hidden=list(c["hidden"]))
+    options["arch"] = cell.arch
+    if for_search:
+        options["max_epochs"] = search_settings(config, cell)["max_epochs"]
+    return options
+
+
+def fallback_lr(config: dict[str, Any], cell: Cell) -> dict[str, float]:
+    return config["cnn"]["fallback_lr"] if cell.arch == "cnn" else config["grid"]["fallback_lr"]

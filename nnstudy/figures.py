@@ -36,6 +36,9 @@ LABELS = {
         "lr_title": "{study}: learning rate vs accuracy", "state": "state",
         "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
         "no_epochs": "{opt}: no completed epoch (every run diverged)",
+        "params": "parameters", "no_cnn": "no finished CNN run", "test_acc": "test accuracy (%)",
+        "deep_title": "CNN vs BP network: test accuracy", "time_epoch": "training time per epoch (s)",
+        "time_title": "cost per epoch (1 thread)",
     },
     "zh": {
         "epoch": "轮次 (epoch)", "seed": "随机种子", "split": "数据集", "train": "训练集", "validation": "验证集",
@@ -48,6 +51,9 @@ LABELS = {
         "lr_title": "{study}：学习率与准确率", "state": "状态",
         "COMPLETE": "完成", "PRUNED": "剪枝", "FAIL": "失败",
         "no_epochs": "{opt}：没有完成的轮次（所有运行均发散）",
+        "params": "个参数", "no_cnn": "没有完成的 CNN 运行", "test_acc": "测试准确率 (%)",
+        "deep_title": "CNN 与 BP 网络：测试准确率", "time_epoch": "每轮训练时间 (秒)",
+        "time_title": "每轮开销（单线程）",
     },
 }  # fmt: skip
 
@@ -141,6 +147,7 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     """Validation and test accuracy of every cell, each seed a dot, mean ± sd as a bar."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
+    runs = runs[runs["arch"] == "mlp"]
     ok = runs[runs["status"] == "ok"].melt(
         id_vars=["optimizer", "variant", "seed"], value_vars=["best_val_acc", "test_acc"], var_name="split",
         value_name="accuracy",
@@ -168,6 +175,31 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     if len(diverged):
         grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
     return save_figure(grid.figure, Path(out_dir) / "grid_comparison")
+
+
+def deep_vs_shallow(runs_csv: str | Path, out_dir: str | Path, lang: str = "en") -> list[Path]:
+    """The CNN against the plain BP network: test accuracy per seed, and training time per epoch."""
+    t = use_language(lang)
+    runs = pd.read_csv(runs_csv)
+    cnn = runs[(runs["arch"] == "cnn") & (runs["status"] == "ok")]
+    plain = runs[(runs["variant"] == "BPNN") & (runs["status"] == "ok") & runs["optimizer"].isin(cnn["optimizer"])]
+    both = pd.concat([plain, cnn])
+    both["test acc (%)"] = both["test_acc"] * 100
+    both["model"] = both["variant"] + " (" + both["n_params"].map(lambda v: f"{v:,}") + " " + t["params"] + ")"
+    both = both.rename(columns={"optimizer": t["optimizer"]})
+    fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
+    if both.empty:
+        ax_acc.axis("off")
+        ax_time.axis("off")
+        ax_acc.text(0.5, 0.5, t["no_cnn"], ha="center", va="center")
+        return save_figure(fig, Path(out_dir) / "deep_vs_shallow")
+    sns.pointplot(both, x="model", y="test acc (%)", hue=t["optimizer"], errorbar="sd", capsize=0.1,
+                  linestyle="none", ax=ax_acc)  # fmt: skip
+    sns.stripplot(both, x="model", y="test acc (%)", hue=t["optimizer"], alpha=0.4, ax=ax_acc, legend=False)
+    ax_acc.set(xlabel="", ylabel=t["test_acc"], title=t["deep_title"])
+    sns.barplot(both, x="model", y="time_per_epoch", hue=t["optimizer"], errorbar="sd", ax=ax_time)
+    ax_time.set(xlabel="", ylabel=t["time_epoch"], title=t["time_title"])
+    return save_figure(fig, Path(out_dir) / "deep_vs_shallow")
 
 
 def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path, lang: str = "en") -> list[Path]:

@@ -74,6 +74,7 @@ def run_grid_job(
     outcome.net.save(model_path, extra={"status": outcome.status, "lr": lr, "seed": seed})
     fields = {
         **identity,
+        "arch": cell.arch,
         "optimizer": cell.optimizer,
         "batchnorm": cell.batchnorm,
         "dropout": cell.dropout,

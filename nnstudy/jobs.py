@@ -23,6 +23,8 @@ def start_job(snakemake: Any) -> None:
             os.dup2(fd, stream.fileno())
         os.close(fd)
         logging.basicConfig(level=logging.INFO, force=True)
+        for chatty in ("weasyprint", "fontTools", "matplotlib"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(max(1, int(snakemake.threads)))

@@ -24,9 +24,9 @@ from markdown_it import MarkdownIt
 
 from nnlib import layers, optim
 
-from .figures import grid_comparison, optimizer_curves, search_figures
+from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .io import atomic_write_bytes, atomic_write_text
-from .tables import display_table, mean_std
+from .tables import display_table, display_table3, mean_std
 
 LANGS = ("en", "zh")
 #: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
@@ -38,7 +38,8 @@ PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "optuna", "mlfl
 HEADERS = {
     "en": {},
     "zh": {"optimizer": "优化器", "variant": "模型", "lr": "学习率", "val acc (%)": "验证准确率 (%)",
-           "test acc (%)": "测试准确率 (%)", "epochs to best": "最佳轮次", "epochs run": "训练轮次", "n": "运行次数"},
+           "test acc (%)": "测试准确率 (%)", "epochs to best": "最佳轮次", "epochs run": "训练轮次", "n": "运行次数",
+           "time per epoch (s)": "每轮时间 (秒)", "parameters": "参数量"},
 }  # fmt: skip
 VERDICTS = {
     "en": {"higher": "significantly higher", "lower": "significantly lower",
@@ -191,6 +192,7 @@ def build_context(
 ) -> dict[str, Any]:
     table1 = pd.read_csv(tables_dir / "table1.csv")
     table2 = pd.read_csv(tables_dir / "table2.csv")
+    table3 = pd.read_csv(tables_dir / "table3.csv")
     runs = pd.read_csv(tables_dir / "runs.csv")
     comparisons = pd.read_csv(tables_dir / "comparisons.csv")
     trials = {s: pd.read_csv(search_dir / s / "trials.csv") for s in studies}
@@ -207,15 +209,18 @@ def build_context(
         searches.append(best)
     t1 = {r.optimizer: r for r in table1.itertuples()}
     t2 = {(r.optimizer, r.variant): r for r in table2.itertuples()}
+    t3 = {(r.optimizer, r.variant): r for r in table3.itertuples()}
 
-    def cell(opt: str, variant: str | None = None) -> dict[str, str] | None:
-        r = t1.get(opt) if variant is None else t2.get((opt, variant))
+    def cell(opt: str, variant: str | None = None, source: dict | None = None) -> dict[str, str] | None:
+        r = t1.get(opt) if variant is None else (source or t2).get((opt, variant))
         if r is None:
             return None
         return {"val": mean_std(r.best_val_acc_mean, r.best_val_acc_std),
                 "test": mean_std(r.test_acc_mean, r.test_acc_std),
                 "epochs": mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1),
-                "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}"}  # fmt: skip
+                "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}",
+                "time": mean_std(r.time_per_epoch_mean, r.time_per_epoch_std, 2),
+                "params": f"{int(r.n_params):,}"}  # fmt: skip
 
     optimizers = list(table1["optimizer"])
     variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
@@ -231,6 +236,18 @@ def build_context(
         "t1": {o: cell(o) for o in optimizers},
         "table1_md": table_markdown(table1, ["optimizer"], lang),
         "table2_md": table_markdown(table2, ["optimizer", "variant"], lang),
+        "table3_md": display_table3(table3)
+        .rename(columns=HEADERS[lang])
+        .to_markdown(index=False, disable_numparse=True)
+        if len(table3)
+        else "",
+        "deep": {
+            o: {"cnn": cell(o, "CNN", t3), "mlp": cell(o, "BPNN", t3)}
+            for o in sorted(set(table3["optimizer"]))
+            if (o, "CNN") in t3 and (o, "BPNN") in t3
+        },  # fmt: skip
+        "cnn_enabled": bool(config["cnn"]["enabled"]),
+        "cnn_conv": config["cnn"]["conv"],
         "comparisons_md": comparisons_markdown(comparisons, lang),
         "cmp": comparison_rows(comparisons, lang),
         "seed_md": seed_comparison(table1, table2, lang),
@@ -297,6 +314,8 @@ def write_report(
         fig_dir = out_dir / "figures" / lang
         optimizer_curves(result_paths, fig_dir, lang=lang)
         grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)
+        if config["cnn"]["enabled"]:
+            deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)
         if studies:
             search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang)
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,

@@ -67,6 +67,8 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
     ok["val"] = ok["best_val_acc"] * 100
     ok["test"] = ok["test_acc"] * 100
 
+    cnn_optimizers = sorted(ok.loc[ok["arch"] == "cnn", "optimizer"].unique()) if "arch" in ok else []
+
     def sample(optimizer: str | None, variant: str, column: str):
         sel = ok[ok["variant"] == variant]
         if optimizer:
@@ -74,7 +76,7 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
         return sel[column].to_numpy()
 
     out: list[Comparison] = []
-    optimizers = sorted(runs["optimizer"].unique())
+    optimizers = sorted(runs.loc[runs.get("arch", "mlp") == "mlp", "optimizer"].unique())
     present = set(runs["variant"])
     metrics = (("val", "validation accuracy (%)"), ("test", "test accuracy (%)"), ("epochs_to_best", "epochs to best"))
     if {"sgd", "adam"} <= set(optimizers) and "BPNN" in present:
@@ -90,6 +92,11 @@ def seed_comparisons(runs: pd.DataFrame, alpha: float = ALPHA) -> list[Compariso
             for column, metric in metrics:
                 out.append(welch(f"{key}:{optimizer}", metric, a, sample(optimizer, a, column), b,
                                  sample(optimizer, b, column), alpha))  # fmt: skip
+    for optimizer in cnn_optimizers:
+        if "BPNN" in present and "CNN" in present:
+            for column, metric in metrics:
+                out.append(welch(f"cnn_vs_mlp:{optimizer}", metric, "BPNN", sample(optimizer, "BPNN", column), "CNN",
+                                 sample(optimizer, "CNN", column), alpha))  # fmt: skip
     return out
 
 

@@ -10,9 +10,9 @@ import pandas as pd
 
 from .io import atomic_write_text
 
-VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"]
+VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP", "CNN", "CNN+BN", "CNN+DP", "CNN+BN+DP"]
 RUN_COLUMNS = [
-    "study", "cell", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
+    "study", "cell", "arch", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
     "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
     "mlflow_run_id", "git_commit", "started_at", "finished_at",
 ]  # fmt: skip
@@ -22,7 +22,14 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per grid run (no histories), sorted by cell and seed."""
     rows = [{k: json.loads(Path(p).read_text()).get(k) for k in RUN_COLUMNS} for p in paths]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    return frame.sort_values(["optimizer", "batchnorm", "dropout", "seed"]).reset_index(drop=True)
+    frame["arch"] = frame["arch"].fillna("mlp")
+    return frame.sort_values(["arch", "optimizer", "batchnorm", "dropout", "seed"], key=_arch_first).reset_index(
+        drop=True
+    )
+
+
+def _arch_first(column: pd.Series) -> pd.Series:
+    return column.map({"mlp": 0, "cnn": 1}) if column.name == "arch" else column
 
 
 def summarise(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
@@ -31,13 +38,16 @@ def summarise(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for key, group in runs.groupby(by, sort=False):
         ok = group[group["status"] == "ok"]
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        row.update(n=len(ok), n_diverged=int((group["status"] == "diverged").sum()), lr=group["lr"].iloc[0])
+        row.update(n=len(ok), n_diverged=int((group["status"] == "diverged").sum()), lr=group["lr"].iloc[0],
+                   n_params=int(group["n_params"].iloc[0]))  # fmt: skip
         for col, scale in (("best_val_acc", 100), ("test_acc", 100), ("epochs_to_best", 1), ("epochs", 1),
                            ("time_per_epoch", 1)):  # fmt: skip
             row[f"{col}_mean"] = ok[col].mean() * scale if len(ok) else float("nan")
             row[f"{col}_std"] = ok[col].std(ddof=1) * scale if len(ok) > 1 else float("nan")
         out.append(row)
-    return pd.DataFrame(out)
+    stats = [f"{c}_{s}" for c in ("best_val_acc", "test_acc", "epochs_to_best", "epochs", "time_per_epoch")
+             for s in ("mean", "std")]  # fmt: skip
+    return pd.DataFrame(out, columns=[*by, "n", "n_diverged", "lr", "n_params", *stats])
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -59,24 +69,43 @@ def display_table(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
 
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
     """Optimisers on the plain BP network (the seed's Table 1)."""
-    plain = runs[(~runs["batchnorm"].astype(bool)) & (runs["dropout"] == 0)]
+    plain = runs[(runs["arch"] == "mlp") & (~runs["batchnorm"].astype(bool)) & (runs["dropout"] == 0)]
     return summarise(plain, ["optimizer"])
 
 
 def table2(runs: pd.DataFrame) -> pd.DataFrame:
     """BPNN / +BN / +DP / +BN+DP for each optimiser (the seed's Table 2)."""
-    frame = summarise(runs, ["optimizer", "variant"])
+    frame = summarise(runs[runs["arch"] == "mlp"], ["optimizer", "variant"])
     frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
     return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
 
 
+def table3(runs: pd.DataFrame) -> pd.DataFrame:
+    """Deep against shallow: every CNN cell beside the plain BP network trained with the same optimiser."""
+    cnn = runs[runs["arch"] == "cnn"]
+    plain = runs[(runs["arch"] == "mlp") & (runs["variant"] == "BPNN") & runs["optimizer"].isin(cnn["optimizer"])]
+    if cnn.empty:
+        return summarise(cnn, ["variant", "optimizer"])
+    frame = summarise(pd.concat([plain, cnn]), ["variant", "optimizer"])
+    frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
+    return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
+
+
+def display_table3(summary: pd.DataFrame) -> pd.DataFrame:
+    shown = display_table(summary, ["variant", "optimizer"])
+    shown["time per epoch (s)"] = [mean_std(m, s, 2) for m, s in zip(summary.time_per_epoch_mean,
+                                                                     summary.time_per_epoch_std)]  # fmt: skip
+    shown["parameters"] = summary["n_params"].map(lambda v: f"{v:,}")
+    return shown.drop(columns=["epochs run"])
+
+
 def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """runs.csv, table1.{csv,md}, table2.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``."""
+    """runs.csv, table1-3.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``."""
     from .stats import comparisons_frame, seed_comparisons
 
     out_dir = Path(out_dir)
     runs = load_runs(result_paths)
-    tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs)}
+    tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs), "table3": table3(runs)}
     tables["comparisons"] = comparisons_frame(seed_comparisons(runs))
     atomic_write_text(out_dir / "comparisons.csv", tables["comparisons"].to_csv(index=False))
     atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
@@ -86,4 +115,10 @@ def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dic
             out_dir / f"{name}.md",
             display_table(tables[name], first).to_markdown(index=False, disable_numparse=True) + "\n",
         )
+    atomic_write_text(out_dir / "table3.csv", tables["table3"].to_csv(index=False))
+    if tables["table3"].empty:
+        markdown = "(no CNN cells in this study)"
+    else:
+        markdown = display_table3(tables["table3"]).to_markdown(index=False, disable_numparse=True)
+    atomic_write_text(out_dir / "table3.md", markdown + "\n")
     return tables

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nnlib import DivergenceError, History, MLPSpec, Network, Trainer, make_optimizer, make_schedule
+from nnlib import CNNSpec, DivergenceError, History, MLPSpec, Network, Trainer, make_optimizer, make_schedule
 
 from .config import Cell
 from .io import atomic_write_json
@@ -19,8 +19,10 @@ from .tracking import RunLogger
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """What every training of the study shares (from the ``training`` config section)."""
+    """What a training needs besides its cell (from ``nnstudy.config.train_options``)."""
 
+    arch: str = "mlp"
+    conv: tuple[tuple[int, int], ...] = ((8, 5), (16, 5))
     batch_size: int = 100
     max_epochs: int = 100
     patience: int = 3
@@ -37,9 +39,21 @@ class TrainSettings:
     def from_config(cls, section: dict[str, Any], **overrides: Any) -> TrainSettings:
         values = {**section, **overrides}
         values["hidden"] = tuple(values["hidden"])
+        if "conv" in values:
+            values["conv"] = tuple(tuple(c) for c in values["conv"])
         return cls(**values)
 
-    def spec(self, cell: Cell) -> MLPSpec:
+    def spec(self, cell: Cell) -> MLPSpec | CNNSpec:
+        if cell.arch == "cnn":
+            return CNNSpec(
+                conv=self.conv,
+                hidden=self.hidden,
+                batchnorm=cell.batchnorm,
+                dropout=cell.dropout,
+                init=self.init,
+                dtype=self.dtype,
+                weight_decay=self.weight_decay,
+            )
         return MLPSpec(
             hidden=self.hidden,
             batchnorm=cell.batchnorm,
@@ -109,6 +123,7 @@ def run_params(cell: Cell, lr: float, settings: TrainSettings, seed: int, datase
     """Every hyperparameter of a training, for MLflow params."""
     params = {f"train.{k}": v for k, v in asdict(settings).items()}
     params.update(
+        arch=cell.arch,
         optimizer=cell.optimizer,
         batchnorm=cell.batchnorm,
         dropout=cell.dropout,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from nnstudy.config import Cell, ConfigError, check_config, grid_cells, study_names
+from nnstudy.config import Cell, ConfigError, check_config, grid_cells, study_cell, study_names
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -32,10 +32,12 @@ def test_defaults_fill_missing_sections():
 def test_default_grid_is_the_seed_study():
     config = default_config()
     names = [c.name for c in grid_cells(config)]
-    assert len(names) == 8 and "adam-bn1-dp0.5" in names
-    assert study_names(config) == ["lr-adam", "lr-sgd"]
+    assert len(names) == 9 and "adam-bn1-dp0.5" in names and names[-1] == "cnn-adam-bn0-dp0"
+    assert study_names(config) == ["lr-adam", "lr-cnn-adam", "lr-sgd"]
+    assert study_cell(config, "lr-cnn-adam") == Cell("adam", False, 0.0, "cnn")
+    assert Cell.parse("cnn-adam-bn0-dp0").arch == "cnn" and Cell.parse("cnn-adam-bn0-dp0").variant == "CNN"
     config["search"]["per_cell"] = True
-    assert len(study_names(config)) == 8
+    assert len(study_names(config)) == 9
     assert Cell.parse("sgd-bn0-dp0").variant == "BPNN" and Cell.parse("sgd-bn1-dp0.5").variant == "BPNN+BN+DP"
 
 

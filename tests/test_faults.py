@@ -22,8 +22,9 @@ ACCURACY_COLUMNS = ["optimizer", "variant", "n", "n_diverged", "best_val_acc_mea
 
 
 def configure(workdir: Path, **changes) -> dict:
-    """The small study with some sections changed (``section={key: value}``)."""
+    """The small study without the CNN, with some sections changed (``section={key: value}``)."""
     config = write_small_study(workdir)
+    config["cnn"]["enabled"] = False
     for section, values in changes.items():
         config[section].update(values)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))

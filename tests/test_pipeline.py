@@ -25,12 +25,14 @@ def test_tables(study):
     assert ((ok["best_val_acc_mean"] > 30) & (ok["best_val_acc_mean"] <= 100)).all()
     assert "±" in (workdir / "results/tables/table2.md").read_text()
     runs = pd.read_csv(workdir / "results/tables/runs.csv")
-    assert len(runs) == 16 and set(runs["lr_source"]) == {"search:lr-adam", "search:lr-sgd"}
+    assert len(runs) == 18 and set(runs["lr_source"]) == {"search:lr-adam", "search:lr-sgd", "search:lr-cnn-adam"}
+    t3 = pd.read_csv(workdir / "results/tables/table3.csv")
+    assert list(t3["variant"]) == ["BPNN", "CNN"] and t3["n_params"].tolist() == [25_450, 5_994]
 
 
 def test_figures(study):
     workdir, config = study
-    for name in ("curves_sgd", "curves_adam", "grid_comparison", "search_history", "lr_vs_accuracy"):
+    for name in ("curves_sgd", "curves_adam", "grid_comparison", "deep_vs_shallow", "search_history", "lr_vs_accuracy"):
         png = workdir / f"results/figures/{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
         assert b"<svg" in (workdir / f"results/figures/{name}.svg").read_bytes()[:2000]
@@ -41,7 +43,7 @@ def test_mlflow_runs(study):
     store = json.loads((workdir / "results/mlflow/store.json").read_text())
     client = MlflowClient(store["uri"])
     grid = client.search_runs([store["experiments"]["grid"]], max_results=1000)
-    assert len(grid) == 16
+    assert len(grid) == 18
     for run in grid:
         assert run.info.status in ("FINISHED", "FAILED")
         for key in ("lr", "optimizer", "batchnorm", "dropout", "seed", "dataset_digest", "git_commit",
@@ -61,16 +63,17 @@ def test_mlflow_runs(study):
     search = client.search_runs([store["experiments"]["lr-search"]], max_results=1000)
     parents = [r for r in search if r.data.tags.get("role") == "parent"]
     trials = [r for r in search if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 2 and all(p.info.status == "FINISHED" for p in parents)
+    assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {p.info.run_id for p in parents}
     n_optuna = 0
-    for name in ("lr-sgd", "lr-adam"):
+    for name, n_trials in (("lr-sgd", config["search"]["n_trials"]), ("lr-adam", config["search"]["n_trials"]),
+                           ("lr-cnn-adam", config["cnn"]["n_trials"])):  # fmt: skip
         storage = optuna.storages.JournalStorage(
             optuna.storages.journal.JournalFileBackend(str(workdir / f"results/search/{name}/optuna.journal"))
         )
         opt = optuna.load_study(study_name=f"test-study.{name}", storage=storage)
         finished = [t for t in opt.trials if t.state.is_finished() and t.state.name != "FAIL"]
-        assert len(finished) >= config["search"]["n_trials"]
+        assert len(finished) >= n_trials
         n_optuna += len(opt.trials)
         best = json.loads((workdir / f"results/search/{name}/best.json").read_text())
         assert best["lr"] == opt.best_trial.params["lr"]
@@ -115,6 +118,6 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="2", search_worker="4",
-                    search_export="2", train="24", tables="1", figures="1", all="1")  # fmt: skip
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_worker="6",
+                    search_export="3", train="27", tables="1", figures="1", lab_report="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected

@@ -17,6 +17,12 @@ rule tables:
             category="Tables",
         ),
         table2_md="results/tables/table2.md",
+        table3_csv=report(
+            "results/tables/table3.csv",
+            caption="../report/table3.rst",
+            category="Tables",
+        ),
+        table3_md="results/tables/table3.md",
         comparisons=report(
             "results/tables/comparisons.csv",
             caption="../report/comparisons.rst",
@@ -54,6 +60,14 @@ rule figures:
             caption="../report/grid.rst",
             category="Figures",
         ),
+        cnn=report(
+            expand(
+                "results/figures/deep_vs_shallow.{ext}",
+                ext=["png", "svg"] if config["cnn"]["enabled"] else [],
+            ),
+            caption="../report/deep_vs_shallow.rst",
+            category="Figures",
+        ),
         search=report(
             expand(
                 "results/figures/{name}.{ext}",
@@ -73,5 +87,6 @@ rule figures:
         runtime=10,
     params:
         studies=STUDIES,
+        cnn=config["cnn"]["enabled"],
     script:
         "../scripts/figures.py"

@@ -15,7 +15,7 @@ rule train:
         mem_mb=2048,
         runtime=120,
     params:
-        training=config["training"],
-        fallback_lr=config["grid"]["fallback_lr"],
+        training=lambda wildcards: train_options(config, CELLS[wildcards.cell]),
+        fallback_lr=lambda wildcards: fallback_lr(config, CELLS[wildcards.cell]),
     script:
         "../scripts/train.py"

@@ -34,9 +34,11 @@ rule search_worker:
         mem_mb=2048,
         runtime=120,
     params:
-        search=config["search"],
-        training=config["training"],
-        cell=lambda wildcards: study_cell(config, wildcards.study).name,
+        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
+        training=lambda wildcards: train_options(
+            config, STUDY_CELLS[wildcards.study], for_search=True
+        ),
+        cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
         "../scripts/search_worker.py"
 
@@ -44,7 +46,7 @@ rule search_worker:
 rule search_export:
     input:
         setup="results/search/{study}/setup.json",
-        workers=expand("results/search/{{study}}/worker{worker}.json", worker=WORKERS),
+        workers=study_workers,
         store=rules.mlflow_store.output[0],
     output:
         best="results/search/{study}/best.json",
@@ -58,9 +60,9 @@ rule search_export:
         mem_mb=1024,
         runtime=10,
     params:
-        search=config["search"],
-        fallback_lr=lambda wildcards: config["grid"]["fallback_lr"].get(
-            study_cell(config, wildcards.study).optimizer
-        ),
+        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
+        fallback_lr=lambda wildcards: fallback_lr(
+            config, STUDY_CELLS[wildcards.study]
+        ).get(STUDY_CELLS[wildcards.study].optimizer),
     script:
         "../scripts/search_export.py"

@@ -1,11 +1,13 @@
 from pathlib import Path
 
-from nnstudy.figures import grid_comparison, optimizer_curves, search_figures
+from nnstudy.figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from nnstudy.jobs import start_job
 
 start_job(snakemake)
 out = Path(snakemake.output.grid[0]).parent
 optimizer_curves(snakemake.input.results, out)
 grid_comparison(snakemake.input.runs, out)
+if snakemake.params.cnn:
+    deep_vs_shallow(snakemake.input.runs, out)
 if snakemake.params.studies:
     search_figures(dict(zip(snakemake.params.studies, snakemake.input.trials, strict=True)), out)

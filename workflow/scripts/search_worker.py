@@ -15,7 +15,7 @@ run_worker(
     n_trials=search["n_trials"],
     cell=cell,
     lr_range=tuple(search["lr_range"][cell.optimizer]),
-    settings=TrainSettings.from_config(snakemake.params.training, max_epochs=search["max_epochs"]),
+    settings=TrainSettings.from_config(snakemake.params.training),
     dataset_path=snakemake.input.data,
     search_config=search,
     setup=json.loads(Path(snakemake.input.setup).read_text()),
