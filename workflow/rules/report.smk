@@ -31,6 +31,6 @@ rule lab_report:
         runtime=15,
     params:
         studies=STUDIES,
-        template_dir=os.path.join(workflow.basedir, "report", "templates"),
+        template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
     script:
         "../scripts/lab_report.py"
