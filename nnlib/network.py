@@ -18,7 +18,20 @@ DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
-class MLPSpec:
+class TrainingOptions:
+    """Options every network spec has; ``dropout`` is the probability of DROPPING a unit (0: off)."""
+
+    classes: int = 10
+    batchnorm: bool = False
+    dropout: float = 0.0
+    init: str = "he"
+    dtype: str = "float32"
+    weight_decay: float = 0.0
+    bn_momentum: float = 0.9
+
+
+@dataclass(frozen=True)
+class MLPSpec(TrainingOptions):
     """A fully connected net: affine -> [batchnorm] -> ReLU -> [dropout] per hidden layer.
 
     ``dropout`` is the probability of dropping a hidden unit (0 turns dropout off).
@@ -27,13 +40,6 @@ class MLPSpec:
 
     input_dim: int = 784
     hidden: tuple[int, ...] = (100,)
-    classes: int = 10
-    batchnorm: bool = False
-    dropout: float = 0.0
-    init: str = "he"
-    dtype: str = "float32"
-    weight_decay: float = 0.0
-    bn_momentum: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -62,7 +68,7 @@ def _check_common(spec: Any) -> None:
 
 
 @dataclass(frozen=True)
-class CNNSpec:
+class CNNSpec(TrainingOptions):
     """A LeNet-style net: per entry of ``conv`` (filters, kernel), conv -> [spatial BN] -> ReLU -> max pool
     (computed as pool then ReLU, which is the same function),
     then ``hidden`` fully connected ReLU layers and the output layer; dropout (drop probability) acts on
@@ -72,13 +78,6 @@ class CNNSpec:
     conv: tuple[tuple[int, int], ...] = ((8, 5), (16, 5))
     pool: int = 2
     hidden: tuple[int, ...] = ()
-    classes: int = 10
-    batchnorm: bool = False
-    dropout: float = 0.0
-    init: str = "he"
-    dtype: str = "float32"
-    weight_decay: float = 0.0
-    bn_momentum: float = 0.9
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
@@ -172,26 +171,42 @@ def init_weight(rng: np.random.Generator, fan_in: int, fan_out: int, shape: tupl
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
-class Affine(Layer):
-    """Fully connected layer; ``bias=False`` where batch norm follows (its beta is the bias)."""
+class WeightLayer(Layer):
+    """A layer with a weight ``NAME.w`` and, unless batch norm follows, a bias ``NAME.b``.
 
-    def __init__(self, name: str, n_in: int, n_out: int, bias: bool = True) -> None:
-        self.name, self.n_in, self.n_out = name, n_in, n_out
+    Subclasses give the weight's shape and fans, and the forward/backward functions.
+    """
+
+    forward_fn: Any = None
+    backward_fn: Any = None
+
+    def __init__(self, name: str, shape: tuple[int, ...], fans: tuple[int, int], units: int, bias: bool) -> None:
+        self.name, self.shape, self.fans, self.units = name, shape, fans, units
         self.w, self.b = f"{name}.w", (f"{name}.b" if bias else None)
         self.weight_names = (self.w,)
 
     def init_params(self, rng, dtype, init):
-        out = {self.w: init_weight(rng, self.n_in, self.n_out, (self.n_in, self.n_out), init, dtype)}
+        out = {self.w: init_weight(rng, *self.fans, self.shape, init, dtype)}
         if self.b:
-            out[self.b] = np.zeros(self.n_out, dtype=dtype)
+            out[self.b] = np.zeros(self.units, dtype=dtype)
         return out
 
     def forward(self, x, params, buffers, train, rng):
-        return F.affine_forward(x, params[self.w], params[self.b] if self.b else None)
+        return type(self).forward_fn(x, params[self.w], params[self.b] if self.b else None)
 
     def backward(self, dout, cache, need_dx):
-        dx, dw, db = F.affine_backward(dout, cache, need_dx)
+        dx, dw, db = type(self).backward_fn(dout, cache, need_dx)
         return dx, ({self.w: dw, self.b: db} if self.b else {self.w: dw})
+
+
+class Affine(WeightLayer):
+    """Fully connected layer; ``bias=False`` where batch norm follows (its beta is the bias)."""
+
+    forward_fn = staticmethod(F.affine_forward)
+    backward_fn = staticmethod(F.affine_backward)
+
+    def __init__(self, name: str, n_in: int, n_out: int, bias: bool = True) -> None:
+        super().__init__(name, (n_in, n_out), (n_in, n_out), n_out, bias)
 
 
 class ReLU(Layer):
@@ -252,29 +267,15 @@ class Reshape(Layer):
         return dout.reshape(cache), {}
 
 
-class Conv2D(Layer):
+class Conv2D(WeightLayer):
     """Valid (unpadded) stride-1 convolution with F filters of size k x k."""
 
+    forward_fn = staticmethod(F.conv2d_forward)
+    backward_fn = staticmethod(F.conv2d_backward)
+
     def __init__(self, name: str, channels: int, filters: int, kernel: int, bias: bool = True) -> None:
-        self.name, self.channels, self.filters, self.kernel = name, channels, filters, kernel
-        self.w, self.b = f"{name}.w", (f"{name}.b" if bias else None)
-        self.weight_names = (self.w,)
-
-    def init_params(self, rng, dtype, init):
-        fan_in = self.channels * self.kernel**2
-        fan_out = self.filters * self.kernel**2
-        shape = (self.filters, self.channels, self.kernel, self.kernel)
-        out = {self.w: init_weight(rng, fan_in, fan_out, shape, init, dtype)}
-        if self.b:
-            out[self.b] = np.zeros(self.filters, dtype=dtype)
-        return out
-
-    def forward(self, x, params, buffers, train, rng):
-        return F.conv2d_forward(x, params[self.w], params[self.b] if self.b else None)
-
-    def backward(self, dout, cache, need_dx):
-        dx, dw, db = F.conv2d_backward(dout, cache, need_dx)
-        return dx, ({self.w: dw, self.b: db} if self.b else {self.w: dw})
+        shape = (filters, channels, kernel, kernel)
+        super().__init__(name, shape, (channels * kernel**2, filters * kernel**2), filters, bias)
 
 
 class MaxPool(Layer):

@@ -13,6 +13,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from .config import Cell
+from .io import atomic_write_json
 from .mnist import load_dataset
 from .tracking import RunLogger, kill_stale_runs
 from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
@@ -98,5 +99,7 @@ def run_grid_job(
             tags={"status": outcome.status},
             artifacts=[staged, model_path],
         )
+        result["logging_seconds"] = logger.seconds  # every call to the tracking store, the final ones included
+        atomic_write_json(staged, result)
         os.replace(staged, result_path)
     return result

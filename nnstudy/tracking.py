@@ -113,6 +113,8 @@ class RunLogger:
         flush_seconds: float = 10.0,
     ) -> None:
         self.client = client
+        self.seconds = 0.0  # time spent talking to the tracking store
+        start = time.perf_counter()
         all_tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
@@ -120,10 +122,13 @@ class RunLogger:
         self.flush_seconds = flush_seconds
         self._pending: list[Metric] = []
         self._last_flush = time.monotonic()
+        self.seconds += time.perf_counter() - start
 
     def log_params(self, params: dict[str, Any]) -> None:
+        start = time.perf_counter()
         items = [Param(k, str(v)[:MAX_PARAM_CHARS]) for k, v in sorted(params.items())]
         self.client.log_batch(self.run_id, params=items)
+        self.seconds += time.perf_counter() - start
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
@@ -132,10 +137,12 @@ class RunLogger:
             self.flush()
 
     def flush(self) -> None:
+        start = time.perf_counter()
         if self._pending:
             self.client.log_batch(self.run_id, metrics=self._pending)
             self._pending = []
         self._last_flush = time.monotonic()
+        self.seconds += time.perf_counter() - start
 
     def finish(
         self,
@@ -148,11 +155,13 @@ class RunLogger:
         if metrics:
             self.log_metrics(metrics)
         self.flush()
+        start = time.perf_counter()
         if tags:
             self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         for path in artifacts:
             self.client.log_artifact(self.run_id, str(path))
         self.client.set_terminated(self.run_id, status)
+        self.seconds += time.perf_counter() - start
 
 
 def kill_stale_runs(

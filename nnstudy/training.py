@@ -44,24 +44,9 @@ class TrainSettings:
         return cls(**values)
 
     def spec(self, cell: Cell) -> MLPSpec | CNNSpec:
-        if cell.arch == "cnn":
-            return CNNSpec(
-                conv=self.conv,
-                hidden=self.hidden,
-                batchnorm=cell.batchnorm,
-                dropout=cell.dropout,
-                init=self.init,
-                dtype=self.dtype,
-                weight_decay=self.weight_decay,
-            )
-        return MLPSpec(
-            hidden=self.hidden,
-            batchnorm=cell.batchnorm,
-            dropout=cell.dropout,
-            init=self.init,
-            dtype=self.dtype,
-            weight_decay=self.weight_decay,
-        )
+        shared = {"hidden": self.hidden, "batchnorm": cell.batchnorm, "dropout": cell.dropout, "init": self.init,
+                  "dtype": self.dtype, "weight_decay": self.weight_decay}  # fmt: skip
+        return CNNSpec(conv=self.conv, **shared) if cell.arch == "cnn" else MLPSpec(**shared)
 
     def lr_schedule(self):
         if self.schedule == "constant":

@@ -106,3 +106,21 @@ def study(tmp_path_factory):
     proc = snakemake(workdir, "--cores", "8")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir, config
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (the README's test command installs it); Playwright never downloads a browser."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.fail("no Chromium on PATH: install Debian's chromium (the README's test command does)")
+
+
+def launch_chromium(playwright):
+    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)

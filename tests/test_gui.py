@@ -12,7 +12,7 @@ import urllib.request
 
 import numpy as np
 import pytest
-from conftest import REPO, require_shared_mnist, synthetic_digits
+from conftest import REPO, launch_chromium, require_shared_mnist, synthetic_digits
 from PIL import Image
 
 from nnlib import Adam, CNNSpec, MLPSpec, Network, Trainer
@@ -115,7 +115,6 @@ def trained_results(tmp_path_factory):
 
 def test_page_in_headless_chromium(trained_results):
     from playwright.sync_api import expect, sync_playwright
-    from test_report import chromium_path
 
     from nnstudy.mnist import read_idx
 
@@ -143,11 +142,7 @@ def test_page_in_headless_chromium(trained_results):
         shots = REPO / "results" / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium_path(),
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run",
-                      "--disable-component-update", "--disable-sync", "--disable-quic"],
-            )  # fmt: skip
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1000, "height": 760})
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
             page.goto(url)

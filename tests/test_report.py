@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, launch_chromium
 
 from nnstudy.report import comparison_rows
 from nnstudy.stats import welch
@@ -87,13 +86,6 @@ def test_pdfs_are_made_with_cjk_fonts(study):
         assert ("结论" if lang == "zh" else "Conclusions") in text
 
 
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.fail("no Chromium on PATH: install Debian's chromium (the README's test command does)")
-
-
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_html_renders_in_headless_chromium(study, lang):
     from playwright.sync_api import sync_playwright
@@ -108,11 +100,7 @@ def test_html_renders_in_headless_chromium(study, lang):
     shots = REPO / "results" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium_path(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
