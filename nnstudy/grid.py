@@ -72,7 +72,6 @@ def run_grid_job(
         raise
     test_acc = outcome.net.evaluate(data["x_test"], data["y_test"]) if outcome.status == "ok" else None
     metrics = summary_metrics(outcome, test_acc)
-    outcome.net.save(model_path, extra={"status": outcome.status, "lr": lr, "seed": seed})
     fields = {
         **identity,
         "arch": cell.arch,
@@ -88,18 +87,21 @@ def run_grid_job(
         "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    # The result file is the job's mark of completion, so it appears last: after the MLflow run has ended.
-    result_path = Path(result_path)
+    # Checkpoint and result are staged together, logged to MLflow in one call, and moved into place
+    # after the run has ended: the result file, moved last, is the job's mark of completion.
+    result_path, model_path = Path(result_path), Path(model_path)
     with tempfile.TemporaryDirectory(dir=result_path.parent, prefix=".pending-") as pending:
-        staged = Path(pending) / result_path.name
-        result = write_result(staged, fields, outcome, metrics)
+        staged_model, staged_result = Path(pending) / model_path.name, Path(pending) / result_path.name
+        outcome.net.save(staged_model, extra={"status": outcome.status, "lr": lr, "seed": seed})
+        result = write_result(staged_result, fields, outcome, metrics)
         logger.finish(
             RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),
             metrics=metrics,
             tags={"status": outcome.status},
-            artifacts=[staged, model_path],
+            artifact_dir=pending,
         )
         result["logging_seconds"] = logger.seconds  # every call to the tracking store, the final ones included
-        atomic_write_json(staged, result)
-        os.replace(staged, result_path)
+        atomic_write_json(staged_result, result)
+        os.replace(staged_model, model_path)
+        os.replace(staged_result, result_path)
     return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import sqlite3
 import subprocess
 import time
 from contextlib import contextmanager
@@ -38,13 +39,17 @@ def setup_store(uri: str, prefix: str, artifact_dir: str | Path) -> dict[str, st
     Run once by one job before any other job touches the store, so no two
     processes race to create the database or an experiment.
     """
-    lock_path = None
+    db = None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = db.with_name(db.name + ".setup-lock")
-    with exclusive_lock(lock_path):  # two workflows sharing one SQLite store must not both create it
+    with exclusive_lock(db.with_name(db.name + ".setup-lock") if db else None):  # one creator per store
         client = MlflowClient(uri)
+        client.search_experiments(max_results=1)  # creates the tables of a new store
+        if db is not None:
+            # write-ahead logging: concurrent jobs read while one writes, and commits are cheaper
+            with sqlite3.connect(db, timeout=60) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
         ids = {}
         for kind in EXPERIMENTS:
             name = experiment_name(prefix, kind)
@@ -149,17 +154,19 @@ class RunLogger:
         status: str,
         metrics: dict[str, float] | None = None,
         tags: dict[str, Any] | None = None,
-        artifacts: list[str | Path] = (),
+        artifact_dir: str | Path | None = None,
     ) -> None:
-        """Send what is buffered, the final metrics, tags and artifacts, then end the run."""
-        if metrics:
-            self.log_metrics(metrics)
-        self.flush()
+        """Send what is buffered with the final metrics and tags in one batch, the files of
+        ``artifact_dir``, then end the run."""
         start = time.perf_counter()
-        if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-        for path in artifacts:
-            self.client.log_artifact(self.run_id, str(path))
+        now = int(time.time() * 1000)
+        self._pending += [Metric(k, _clean(v), now, 0) for k, v in (metrics or {}).items()]
+        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        if self._pending or run_tags:
+            self.client.log_batch(self.run_id, metrics=self._pending, tags=run_tags)
+            self._pending = []
+        if artifact_dir is not None:
+            self.client.log_artifacts(self.run_id, str(artifact_dir))
         self.client.set_terminated(self.run_id, status)
         self.seconds += time.perf_counter() - start
 
