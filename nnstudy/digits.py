@@ -62,8 +62,10 @@ def mnist_style(grey: np.ndarray, threshold: float = 0.1) -> np.ndarray:
     field[top : top + small.shape[0], left : left + small.shape[1]] = small
     total = field.sum()
     ys, xs = np.indices(field.shape)
-    dy = int(round(13.5 - (ys * field).sum() / total))
-    dx = int(round(13.5 - (xs * field).sum() / total))
+    # shift the centre of mass to the centre, but never push ink out of the 28x28 field
+    h_small, w_small = small.shape
+    dy = int(np.clip(round(13.5 - (ys * field).sum() / total), -top, 28 - top - h_small))
+    dx = int(np.clip(round(13.5 - (xs * field).sum() / total), -left, 28 - left - w_small))
     shifted = np.zeros_like(field)
     src_y = slice(max(0, -dy), min(28, 28 - dy))
     src_x = slice(max(0, -dx), min(28, 28 - dx))
