@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from .config import Cell
 from .io import atomic_write_json, atomic_write_text
 from .mnist import load_dataset
 from .tracking import RunLogger, kill_stale_runs
-from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell
+from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -113,15 +114,27 @@ def run_worker(
         )
         logger.log_params({**run_params(cell, lr, settings, trial.number, data["digest"], tracking["git"])})
 
+        epochs: list[dict[str, Any]] = []
+
         def report(record: dict[str, Any]) -> None:
+            epochs.append(record)
             trial.report(record["val_acc"], record["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
+        def finish(status: RunStatus, tag: str, outcome: Outcome | None = None, metrics=None) -> None:
+            """End the run with the trial's history (and checkpoint, when it trained to the end) as artifacts."""
+            with tempfile.TemporaryDirectory(prefix="nnstudy-trial-") as folder:
+                history = history_json(outcome.history) if outcome else {"epochs": epochs}
+                atomic_write_json(Path(folder) / "history.json", history)
+                if outcome is not None:
+                    outcome.net.save(Path(folder) / "model.npz", extra={"status": outcome.status, "lr": lr})
+                logger.finish(RunStatus.to_string(status), metrics=metrics, tags={"status": tag}, artifact_dir=folder)
+
         try:
             outcome = train_cell(cell, lr, data, settings, seed=trial.number, callback=epoch_logger(logger, report))
         except optuna.TrialPruned:
-            logger.finish(RunStatus.to_string(RunStatus.KILLED), tags={"status": "pruned"})
+            finish(RunStatus.KILLED, "pruned")
             raise
         except BaseException:
             logger.finish(RunStatus.to_string(RunStatus.FAILED), tags={"status": "failed"})
@@ -130,11 +143,11 @@ def run_worker(
         if outcome.status == "diverged":
             trial.set_user_attr("status", "diverged")
             trial.report(0.0, len(outcome.history.epoch) + 1)
-            logger.finish(RunStatus.to_string(RunStatus.FAILED), metrics=metrics, tags={"status": "diverged"})
+            finish(RunStatus.FAILED, "diverged", outcome, metrics)
             raise optuna.TrialPruned(outcome.message)
         trial.set_user_attr("status", "ok")
         trial.set_user_attr("epochs_to_best", outcome.history.best_epoch)
-        logger.finish(RunStatus.to_string(RunStatus.FINISHED), metrics=metrics, tags={"status": "ok"})
+        finish(RunStatus.FINISHED, "ok", outcome, metrics)
         return outcome.history.best_val_acc
 
     remaining = n_trials - count_finished(opt_study)

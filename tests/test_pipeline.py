@@ -65,6 +65,9 @@ def test_mlflow_runs(study):
     trials = [r for r in search if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
     assert {t.data.tags["mlflow.parentRunId"] for t in trials} == {p.info.run_id for p in parents}
+    for t in trials:  # each trial keeps its history, and its checkpoint when it was not pruned
+        names = {a.path for a in client.list_artifacts(t.info.run_id)}
+        assert names == ({"history.json"} if t.data.tags["status"] == "pruned" else {"history.json", "model.npz"})
     n_optuna = 0
     for name, n_trials in (("lr-sgd", config["search"]["n_trials"]), ("lr-adam", config["search"]["n_trials"]),
                            ("lr-cnn-adam", config["cnn"]["n_trials"])):  # fmt: skip
