@@ -50,13 +50,14 @@ def run_grid_job(
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["grid"]
     identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
-    kill_stale_runs(client, experiment, identity, supersede=True)
+    owner = {**identity, "workflow": tracking["workflow"]}  # runs of this job in this workflow folder
+    kill_stale_runs(client, experiment, owner, supersede=True)
     logger = RunLogger(
         client,
         experiment,
         run_name=f"{cell.name}-seed{seed}",
         tags={
-            **identity,
+            **owner,
             "optimizer": cell.optimizer,
             "variant": cell.variant,
             "status": "running",

@@ -39,6 +39,7 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "study": config["study_name"],
         "git": git_commit(REPO),
         "flush_seconds": config["mlflow"]["flush_seconds"],
+        "workflow": str(Path.cwd().resolve()),  # Snakemake runs every job in the workflow's folder
     }
 
 

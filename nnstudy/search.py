@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import optuna
 import pandas as pd
+import sqlalchemy.exc
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.storages import RDBStorage
@@ -33,7 +35,21 @@ def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorag
         path = Path(study_dir) / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
-    return RDBStorage(spec, heartbeat_interval=60, grace_period=180)
+    return open_rdb_storage(spec)
+
+
+def open_rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
+    """An RDB storage with heartbeats.  Two workflows that reach a new database at the same moment
+    both try to create Optuna's tables, and one loses the race (e.g. PostgreSQL's duplicate-type
+    error); the loser simply tries again and finds the tables."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable")
 
 
 def storage_study_name(study_name: str, study: str) -> str:
@@ -63,12 +79,11 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def fail_stale_trials(study: optuna.Study, worker: int) -> list[int]:
-    """Trials this worker slot left RUNNING when it was killed become FAIL; returns their numbers."""
+def fail_stale_trials(study: optuna.Study, owner: str) -> list[int]:
+    """Trials this worker slot (``owner``: workflow folder and worker index) left RUNNING when it was
+    killed become FAIL; returns their numbers.  Other workflows' live trials are left alone."""
     stale = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if t.user_attrs.get("worker") == worker
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("owner") == owner
     ]
     for t in stale:
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -92,18 +107,20 @@ def run_worker(
     """Run trials on the shared study until it holds ``n_trials`` finished (complete or pruned) ones."""
     storage = open_storage(search_config["storage"], Path(setup["study_dir"]))
     opt_study = create_study(storage, setup["storage_name"], search_config["seed"], search_config["pruner"], worker)
-    killed = fail_stale_trials(opt_study, worker)
+    owner = f"{tracking['workflow']}#worker{worker}"  # one live process per slot: Snakemake runs a job once
+    killed = fail_stale_trials(opt_study, owner)
     data = load_dataset(dataset_path, settings.dtype)
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["lr-search"]
-    kill_stale_runs(client, experiment, {"study": tracking["study"], "search": study, "worker": worker})
+    kill_stale_runs(client, experiment, {"study": tracking["study"], "search": study, "owner": owner})
     mine: list[int] = []
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", lr_range[0], lr_range[1], log=True)
         trial.set_user_attr("worker", worker)
+        trial.set_user_attr("owner", owner)
         mine.append(trial.number)
-        tags = {"study": tracking["study"], "search": study, "worker": worker, "trial": trial.number}
+        tags = {"study": tracking["study"], "search": study, "worker": worker, "owner": owner, "trial": trial.number}
         logger = RunLogger(
             client,
             experiment,

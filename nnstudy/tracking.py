@@ -55,7 +55,9 @@ def setup_store(uri: str, prefix: str, artifact_dir: str | Path) -> dict[str, st
             name = experiment_name(prefix, kind)
             found = client.get_experiment_by_name(name)
             if found is None:
-                location = (Path(artifact_dir).resolve() / kind).as_uri()
+                # a local store keeps artifacts under results/; a tracking server decides for itself
+                remote = uri.startswith(("http://", "https://", "databricks"))
+                location = None if remote else (Path(artifact_dir).resolve() / kind).as_uri()
                 try:
                     ids[kind] = client.create_experiment(name, artifact_location=location)
                 except MlflowException:  # created meanwhile by another process (e.g. on a server)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from conftest import REPO, clean_env, snakemake, write_small_study
 from mlflow.tracking import MlflowClient
@@ -169,13 +175,68 @@ def test_kill_during_search_loses_no_trial(tmp_path):
     assert not [r for r in trial_runs if r.info.status == "RUNNING"]
 
 
-def test_two_workflows_share_one_study_without_losing_trials(tmp_path):
-    shared = tmp_path / "shared"
-    shared.mkdir()
+@pytest.fixture
+def postgres_url():
+    """A throw-away PostgreSQL cluster on 127.0.0.1, run as the postgres user (what Optuna's RDB storage needs)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+    if not bins or shutil.which("runuser") is None:
+        pytest.skip("PostgreSQL is not installed (the README's test command installs it)")
+    folder = Path(tempfile.mkdtemp(prefix="nnstudy-pg-", dir="/tmp"))
+    folder.chmod(0o755)
+    shutil.chown(folder, "postgres", "postgres")
+    port = free_port()
+
+    def as_postgres(*cmd: str) -> None:
+        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
+
+    as_postgres(f"{bins[-1]}/initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
+    as_postgres(f"{bins[-1]}/pg_ctl", "-D", str(folder / "data"), "-w", "-l", str(folder / "log"), "-o",
+                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
+    try:
+        as_postgres(f"{bins[-1]}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        as_postgres(f"{bins[-1]}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 with its own store and artifact root."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+         str(tmp_path / "server-artifacts")],
+        stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+                time.sleep(0.2)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_workflows_on_one_study(tmp_path: Path, storage: str, tracking_uri: str, open_trials) -> None:
+    """Two Snakemake processes work on one Optuna study and one MLflow store at once; count everything."""
     changes = {
         "grid": {"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
-        "search": {"n_trials": 10, "workers": 2, "storage": f"journal:{shared / 'study.journal'}"},
-        "mlflow": {"tracking_uri": f"sqlite:///{shared / 'mlflow.db'}", "flush_seconds": 0},
+        "search": {"n_trials": 10, "workers": 2, "storage": storage},
+        "mlflow": {"tracking_uri": tracking_uri, "flush_seconds": 0},
     }
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:
@@ -183,16 +244,36 @@ def test_two_workflows_share_one_study_without_losing_trials(tmp_path):
         config = configure(d, **changes)
     procs = [start(d, "results/search/lr-adam/best.json") for d in dirs]
     for p in procs:
-        assert p.wait(timeout=300) == 0
+        assert p.wait(timeout=400) == 0
     logs = "".join((d / "snakemake.out").read_text() for d in dirs)
     logs += "".join(p.read_text() for d in dirs for p in (d / "results/logs").rglob("*.log"))
     assert "database is locked" not in logs and "Traceback" not in logs
-    study = open_study(shared / "study.journal", f"{config['study_name']}.lr-adam")
-    assert len([t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]) >= 10
-    assert not [t for t in study.trials if t.state.name in ("RUNNING", "FAIL")]
-    client = MlflowClient(changes["mlflow"]["tracking_uri"])
+    trials = open_trials(f"{config['study_name']}.lr-adam")
+    assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) >= 10
+    assert not [t for t in trials if t.state.name in ("RUNNING", "FAIL")]
+    client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name("nnstudy/lr-search")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     trial_runs = [r for r in runs if "trial" in r.data.tags]
-    assert len(trial_runs) == len(study.trials)
-    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in study.trials)
+    assert len(trial_runs) == len(trials)
+    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in trials)
+    assert {a.path for a in client.list_artifacts(trial_runs[0].info.run_id)} >= {"history.json"}
+
+
+def test_two_workflows_share_one_study_on_one_machine(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    journal = shared / "study.journal"
+    two_workflows_on_one_study(
+        tmp_path,
+        f"journal:{journal}",
+        f"sqlite:///{shared / 'mlflow.db'}",
+        lambda name: open_study(journal, name).trials,
+    )
+
+
+def test_two_workflows_share_postgresql_and_a_tracking_server(tmp_path, postgres_url, mlflow_server):
+    def trials(name: str):
+        return optuna.load_study(study_name=name, storage=postgres_url).trials
+
+    two_workflows_on_one_study(tmp_path, postgres_url, mlflow_server, trials)
