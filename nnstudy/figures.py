@@ -169,7 +169,7 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     )  # fmt: skip
     for ax, split in zip(grid.axes.flat, splits):
         sns.stripplot(ok[ok["split"] == split], x="variant", y="accuracy", hue=t["optimizer"], order=order,
-                      dodge=dodge, alpha=0.4, ax=ax, legend=False)  # fmt: skip
+                      dodge=dodge, jitter=False, alpha=0.4, ax=ax, legend=False)  # fmt: skip
         ax.set(xlabel="", ylabel=t["accuracy"], title=split)
     diverged = runs[runs["status"] == "diverged"]
     if len(diverged):
@@ -195,7 +195,9 @@ def deep_vs_shallow(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
         return save_figure(fig, Path(out_dir) / "deep_vs_shallow")
     sns.pointplot(both, x="model", y="test acc (%)", hue=t["optimizer"], errorbar="sd", capsize=0.1,
                   linestyle="none", ax=ax_acc)  # fmt: skip
-    sns.stripplot(both, x="model", y="test acc (%)", hue=t["optimizer"], alpha=0.4, ax=ax_acc, legend=False)
+    sns.stripplot(
+        both, x="model", y="test acc (%)", hue=t["optimizer"], jitter=False, alpha=0.4, ax=ax_acc, legend=False
+    )
     ax_acc.set(xlabel="", ylabel=t["test_acc"], title=t["deep_title"])
     sns.barplot(both, x="model", y="time_per_epoch", hue=t["optimizer"], errorbar="sd", ax=ax_time)
     ax_time.set(xlabel="", ylabel=t["time_epoch"], title=t["time_title"])

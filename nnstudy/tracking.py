@@ -81,14 +81,18 @@ def exclusive_lock(path: Path | None):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+#: the generated lab report is an output of the study, not a change to its code
+GENERATED = (":(exclude)report/lab_report.*", ":(exclude)report/figures")
+
+
 def git_commit(folder: str | Path) -> str:
-    """The checked-out commit (with ``-dirty`` when files changed), or ``unknown`` outside git."""
+    """The checked-out commit (``-dirty`` when tracked code differs from it), or ``unknown`` outside git."""
     try:
         head = subprocess.run(
             ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no", "--", ".", *GENERATED],
             capture_output=True,
             text=True,
             timeout=10,
