@@ -22,3 +22,4 @@ rule all:
         rules.tables.output,
         rules.figures.output,
         rules.lab_report.output,
+        grid_models(),  # every checkpoint the study promises, so a deleted one is rebuilt

@@ -139,8 +139,6 @@ def check_config(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
         )
-    if search["workers"] > search["n_trials"]:
-        raise ConfigError(f"search.workers ({search['workers']}) exceeds search.n_trials ({search['n_trials']})")
 
 
 def grid_cells(config: dict[str, Any]) -> list[Cell]:
@@ -188,8 +186,7 @@ def search_settings(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
     s = dict(config["search"])
     if cell.arch == "cnn":
         c = config["cnn"]
-        s.update(n_trials=c["n_trials"], max_epochs=c["search_max_epochs"], lr_range=c["lr_range"],
-                 workers=min(s["workers"], c["n_trials"]))  # fmt: skip
+        s.update(n_trials=c["n_trials"], max_epochs=c["search_max_epochs"], lr_range=c["lr_range"])
     return s
 
 
@@ -204,6 +201,27 @@ def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) 
     if for_search:
         options["max_epochs"] = search_settings(config, cell)["max_epochs"]
     return options
+
+
+def n_rounds(search: dict[str, Any]) -> int:
+    """How many rounds a study's ``n_trials`` take in batches of ``batch_size``."""
+    return -(-search["n_trials"] // search["batch_size"])
+
+
+def round_slots(search: dict[str, Any], round_: int) -> range:
+    """The trial slots of one round: the numbers ``round_ * batch_size`` up to the study's ``n_trials``."""
+    start = round_ * search["batch_size"]
+    return range(start, min(search["n_trials"], start + search["batch_size"]))
+
+
+def round_parts(search: dict[str, Any], round_: int) -> int:
+    """How many Snakemake jobs share a round: ``workers``, or fewer when the round has fewer slots."""
+    return min(search["workers"], len(round_slots(search, round_)))
+
+
+def part_slots(search: dict[str, Any], round_: int, part: int) -> list[int]:
+    """The slots one job of a round trains: every ``n``-th slot, from the ``part``-th on."""
+    return list(round_slots(search, round_))[part :: round_parts(search, round_)]
 
 
 def fallback_lr(config: dict[str, Any], cell: Cell) -> dict[str, float]:

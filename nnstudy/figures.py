@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .io import atomic_write_bytes  # noqa: E402
+from .io import atomic_write_bytes, read_json  # noqa: E402
 from .tables import VARIANTS  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
@@ -35,7 +34,7 @@ LABELS = {
         "history_title": "{study}: optimisation history", "lr": "learning rate (log scale)",
         "lr_title": "{study}: learning rate vs accuracy", "state": "state",
         "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
-        "no_epochs": "{opt}: no completed epoch (every run diverged)",
+        "no_epochs": "{opt}: no successful run to plot (every run diverged or collapsed)",
         "params": "parameters", "no_cnn": "no finished CNN run", "test_acc": "test accuracy (%)",
         "deep_title": "CNN vs BP network: test accuracy", "time_epoch": "training time per epoch (s)",
         "time_title": "cost per epoch (1 thread)",
@@ -50,7 +49,7 @@ LABELS = {
         "history_title": "{study}：优化历史", "lr": "学习率（对数坐标）",
         "lr_title": "{study}：学习率与准确率", "state": "状态",
         "COMPLETE": "完成", "PRUNED": "剪枝", "FAIL": "失败",
-        "no_epochs": "{opt}：没有完成的轮次（所有运行均发散）",
+        "no_epochs": "{opt}：没有可绘制的成功运行（所有运行均发散或崩溃）",
         "params": "个参数", "no_cnn": "没有完成的 CNN 运行", "test_acc": "测试准确率 (%)",
         "deep_title": "CNN 与 BP 网络：测试准确率", "time_epoch": "每轮训练时间 (秒)",
         "time_title": "每轮开销（单线程）",
@@ -96,7 +95,7 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
     """Per-epoch and per-iteration histories of every grid run, long format."""
     epochs, iterations = [], []
     for path in paths:
-        r = json.loads(Path(path).read_text())
+        r = read_json(path)
         h = r["history"]
         ident = {k: r[k] for k in ("cell", "optimizer", "variant", "seed", "status")}
         for i, epoch in enumerate(h["epoch"]):
@@ -106,7 +105,9 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
         per_epoch = max(1, len(losses) // max(1, len(h["epoch"])))
         for j, value in enumerate(losses):
             iterations.append({**ident, "iteration": j + 1, "epoch": (j + 1) / per_epoch, "loss": value})
-    return pd.DataFrame(epochs), pd.DataFrame(iterations)
+    ident_columns = ["cell", "optimizer", "variant", "seed", "status"]
+    return (pd.DataFrame(epochs, columns=[*ident_columns, "epoch", "split", "accuracy"]),
+            pd.DataFrame(iterations, columns=[*ident_columns, "iteration", "epoch", "loss"]))  # fmt: skip
 
 
 def optimizer_curves(
@@ -115,14 +116,16 @@ def optimizer_curves(
     """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3)."""
     t = use_language(lang)
     result_paths = list(result_paths)
-    optimizers = sorted({json.loads(Path(p).read_text())["optimizer"] for p in result_paths})
+    optimizers = sorted({read_json(p)["optimizer"] for p in result_paths})
     epochs, iterations = load_histories(result_paths)
     epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
     written = []
     for optimizer in optimizers:
-        ep = epochs[(epochs["optimizer"] == optimizer) & (epochs["variant"] == "BPNN")]
-        it = iterations[(iterations["optimizer"] == optimizer) & (iterations["variant"] == "BPNN")].copy()
-        if ep.empty:  # every plain run of this optimizer diverged in its first epoch
+        ok = epochs["status"] == "ok"
+        ep = epochs[(epochs["optimizer"] == optimizer) & (epochs["variant"] == "BPNN") & ok]
+        it = iterations[(iterations["optimizer"] == optimizer) & (iterations["variant"] == "BPNN")
+                        & (iterations["status"] == "ok")].copy()  # fmt: skip
+        if ep.empty:  # every plain run of this optimizer diverged or collapsed
             fig, ax = plt.subplots(figsize=(6, 2))
             ax.axis("off")
             ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer), ha="center", va="center")
@@ -171,7 +174,7 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
         sns.stripplot(ok[ok["split"] == split], x="variant", y="accuracy", hue=t["optimizer"], order=order,
                       dodge=dodge, jitter=False, alpha=0.4, ax=ax, legend=False)  # fmt: skip
         ax.set(xlabel="", ylabel=t["accuracy"], title=split)
-    diverged = runs[runs["status"] == "diverged"]
+    diverged = runs[runs["status"] != "ok"]
     if len(diverged):
         grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
     return save_figure(grid.figure, Path(out_dir) / "grid_comparison")
@@ -219,10 +222,11 @@ def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path, lang
     trials[t["state"]] = trials["state"].map({"COMPLETE": states[0], "PRUNED": states[1], "FAIL": states[2]})
     studies = list(trials_csvs)
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
+    trials = trials[trials["holds_slot"]]  # one trial per slot: a killed trial's rerun replaces it
     for ax, study in zip(axes[0], studies):
-        sel = trials[trials["study"] == study]
-        sns.scatterplot(sel, x="number", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
-        ax.plot(sel["number"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
+        sel = trials[trials["study"] == study].sort_values("slot")
+        sns.scatterplot(sel, x="slot", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
+        ax.plot(sel["slot"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
         ax.set(title=t["history_title"].format(study=study), xlabel=t["trial"], ylabel=t["val_acc"])
         ax.legend(loc="lower right")
     written = save_figure(fig, Path(out_dir) / "search_history")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from .config import Cell
-from .io import atomic_write_json
+from .io import atomic_write_json, read_json
 from .mnist import load_dataset
 from .tracking import RunLogger, kill_stale_runs
 from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
@@ -22,7 +21,7 @@ from .training import TrainSettings, epoch_logger, run_params, summary_metrics, 
 def learning_rate(cell: Cell, best_file: str | Path | None, fallback: dict[str, float]) -> tuple[float, str]:
     """The cell's learning rate and where it came from (a search's best, or the fallback table)."""
     if best_file:
-        best = json.loads(Path(best_file).read_text())
+        best = read_json(best_file)
         if best.get("lr") is not None:
             return float(best["lr"]), f"search:{best['study']}"
     if cell.optimizer not in fallback:
@@ -50,7 +49,7 @@ def run_grid_job(
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["grid"]
     identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
-    owner = {**identity, "workflow": tracking["workflow"]}  # runs of this job in this workflow folder
+    owner = {**identity, "workflow_id": tracking["workflow_id"]}  # runs of this job in this workflow folder
     kill_stale_runs(client, experiment, owner, supersede=True)
     logger = RunLogger(
         client,
@@ -58,6 +57,7 @@ def run_grid_job(
         run_name=f"{cell.name}-seed{seed}",
         tags={
             **owner,
+            "workflow": tracking["workflow"],
             "optimizer": cell.optimizer,
             "variant": cell.variant,
             "status": "running",

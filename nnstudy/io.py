@@ -24,3 +24,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Pretty JSON, written atomically (NaN is refused: it is not JSON)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+class DamagedFileError(ValueError):
+    """A declared output that exists but is not what its job writes (e.g. truncated by a full disk)."""
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON output of the workflow; a damaged one raises DamagedFileError naming the file and the fix."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DamagedFileError(
+            f"{path} is damaged ({exc}); it is not the complete file its job writes. Delete it and run the same "
+            f"snakemake command again, which reruns only the job that writes it:  rm '{path}'"
+        ) from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from .io import read_json
 from .tracking import git_commit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,14 +33,16 @@ def start_job(snakemake: Any) -> None:
 
 def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str, Any]:
     """Tracking URI, experiment ids, study name and git commit, as the job functions take them."""
-    store = json.loads(Path(store_json).read_text())
+    store = read_json(store_json)
+    workflow = str(Path.cwd().resolve())  # Snakemake runs every job in the workflow's folder
     return {
         "uri": store["uri"],
         "experiments": store["experiments"],
         "study": config["study_name"],
         "git": git_commit(REPO),
         "flush_seconds": config["mlflow"]["flush_seconds"],
-        "workflow": str(Path.cwd().resolve()),  # Snakemake runs every job in the workflow's folder
+        "workflow": workflow,
+        "workflow_id": hashlib.sha256(workflow.encode()).hexdigest()[:12],  # for filters: no quoting trouble
     }
 
 

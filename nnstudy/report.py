@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import inspect
-import json
 import os
 import platform
 import re
@@ -25,7 +24,7 @@ from markdown_it import MarkdownIt
 from nnlib import layers, optim
 
 from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
-from .io import atomic_write_bytes, atomic_write_text
+from .io import atomic_write_bytes, atomic_write_text, read_json
 from .tables import display_table, display_table3, mean_std
 
 LANGS = ("en", "zh")
@@ -198,7 +197,7 @@ def build_context(
     trials = {s: pd.read_csv(search_dir / s / "trials.csv") for s in studies}
     searches = []
     for study in studies:
-        best = json.loads((search_dir / study / "best.json").read_text())
+        best = read_json(search_dir / study / "best.json")
         optimizer = study.removeprefix("lr-").split("-")[0]
         seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2]
         best["optimizer"] = optimizer
@@ -219,12 +218,12 @@ def build_context(
                 "test": mean_std(r.test_acc_mean, r.test_acc_std),
                 "epochs": mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1),
                 "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}",
-                "time": mean_std(r.time_per_epoch_mean, r.time_per_epoch_std, 2),
+                "time": mean_std(getattr(r, "time_per_epoch_mean", None), getattr(r, "time_per_epoch_std", None), 2),
                 "params": f"{int(r.n_params):,}"}  # fmt: skip
 
     optimizers = list(table1["optimizer"])
     variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
-    dataset = json.loads(dataset_json.read_text())
+    dataset = read_json(dataset_json)
     return {
         "lang": lang,
         "study_name": config["study_name"],
@@ -258,8 +257,8 @@ def build_context(
         "data": {**config["data"], **dataset},
         "prov": provenance(runs, trials, dataset, config),
         "code": engine_code(),
-        "n_diverged": int((runs["status"] == "diverged").sum()),
-        "diverged_cells": sorted(set(runs.loc[runs["status"] == "diverged", "cell"])),
+        "n_diverged": int((runs["status"] != "ok").sum()),
+        "diverged_cells": sorted(set(runs.loc[runs["status"] != "ok", "cell"])),
         "fig": f"figures/{lang}",
     }
 

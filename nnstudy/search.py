@@ -1,30 +1,44 @@
-"""Optuna learning-rate searches: shared storage, parallel workers, nested MLflow runs, exported results."""
+"""Optuna learning-rate searches whose answer depends on the configuration alone.
+
+A study's trials fill numbered slots ``0 .. n_trials-1`` in rounds of ``search.batch_size``.  Round r's
+learning rates are proposed by a TPE sampler seeded with (search seed, r) from the trials of rounds
+before r only; slot k trains with seed k; and the median pruner compares a trial with the completed
+trials of earlier rounds only.  Each round is split into ``workers`` parts, one Snakemake job each,
+and the DAG makes round r wait for round r-1.  So the chosen learning rate is the same with any
+``--cores``, on any executor, and after a kill and resume at any point: a slot whose trial was
+killed is trained again with the same learning rate and seed.
+"""
 
 from __future__ import annotations
 
+import datetime
+import logging
 import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 import sqlalchemy.exc
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
+from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
-from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from .config import Cell
+from .config import Cell, part_slots, round_slots
 from .io import atomic_write_json, atomic_write_text
 from .mnist import load_dataset
 from .tracking import RunLogger, kill_stale_runs
 from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+METRIC = "best_val_acc"
+log = logging.getLogger("nnstudy.search")
 
 
 def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorage:
@@ -39,12 +53,12 @@ def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorag
 
 
 def open_rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
-    """An RDB storage with heartbeats.  Two workflows that reach a new database at the same moment
-    both try to create Optuna's tables, and one loses the race (e.g. PostgreSQL's duplicate-type
-    error); the loser simply tries again and finds the tables."""
+    """An RDB storage.  Two workflows that reach a new database at the same moment both try to create
+    Optuna's tables, and one loses the race (e.g. PostgreSQL's duplicate-type error); the loser simply
+    tries again and finds the tables."""
     for attempt in range(1, attempts + 1):
         try:
-            return RDBStorage(url, heartbeat_interval=60, grace_period=180)
+            return RDBStorage(url)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.OperationalError):
             if attempt == attempts:
                 raise
@@ -57,46 +71,117 @@ def storage_study_name(study_name: str, study: str) -> str:
     return f"{study_name}.{study}"
 
 
-def make_pruner(settings: dict[str, Any]) -> optuna.pruners.BasePruner:
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=settings["n_startup_trials"], n_warmup_steps=settings["n_warmup_steps"]
-    )
+def lr_distribution(lr_range: tuple[float, float]) -> FloatDistribution:
+    return FloatDistribution(float(lr_range[0]), float(lr_range[1]), log=True)
 
 
-def create_study(storage, name: str, seed: int, pruner_settings: dict[str, Any], worker: int = 0) -> optuna.Study:
-    """Create or load the study (``load_if_exists``), with a TPE sampler seeded per worker."""
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        direction="maximize",
-        load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed + 1000 * worker, n_startup_trials=5),
-        pruner=make_pruner(pruner_settings),
-    )
+def round_seed(seed: int, round_: int) -> int:
+    """The sampler seed of one round, derived from the search seed and the round alone."""
+    return int(np.random.SeedSequence([seed, round_]).generate_state(1)[0])
 
 
-def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+def slot_of(trial: FrozenTrial) -> int | None:
+    slot = trial.user_attrs.get("slot")
+    return int(slot) if slot is not None else None
 
 
-def fail_stale_trials(study: optuna.Study, owner: str) -> list[int]:
-    """Trials this worker slot (``owner``: workflow folder and worker index) left RUNNING when it was
-    killed become FAIL; returns their numbers.  Other workflows' live trials are left alone."""
+def finished_slots(study: optuna.Study) -> dict[int, FrozenTrial]:
+    """The trial that holds each finished slot (the lowest-numbered, should two workflows both have run it)."""
+    out: dict[int, FrozenTrial] = {}
+    for trial in sorted(study.get_trials(deepcopy=False, states=FINISHED), key=lambda t: t.number):
+        slot = slot_of(trial)
+        if slot is not None and slot not in out:
+            out[slot] = trial
+    return out
+
+
+def earlier_rounds(study: optuna.Study, first_slot: int) -> list[FrozenTrial]:
+    """The finished trials of every slot before ``first_slot``, in slot order; an error if one is missing."""
+    done = finished_slots(study)
+    missing = [slot for slot in range(first_slot) if slot not in done]
+    if missing:
+        raise RuntimeError(
+            f"study {study.study_name}: slots {missing} of earlier rounds have no finished trial; "
+            "run the whole workflow (snakemake --cores N) rather than a single round"
+        )
+    return [done[slot] for slot in range(first_slot)]
+
+
+def propose_round(
+    history: list[FrozenTrial], n: int, lr_range: tuple[float, float], seed: int, round_: int, n_startup: int
+) -> list[float]:
+    """``n`` learning rates for one round: TPE (random until ``n_startup`` trials exist; a constant liar
+    spreads a round's points) on an in-memory copy of the earlier rounds, seeded by (seed, round)."""
+    sampler = optuna.samplers.TPESampler(seed=round_seed(seed, round_), n_startup_trials=n_startup,
+                                         constant_liar=True)  # fmt: skip
+    scratch = optuna.create_study(direction="maximize", sampler=sampler)
+    scratch.add_trials(history)
+    distribution = lr_distribution(lr_range)
+    return [scratch.ask({"lr": distribution}).params["lr"] for _ in range(n)]
+
+
+class FrozenReferencePruner:
+    """Optuna's median pruner, applied against the completed trials of earlier rounds only (which no
+    longer change), so that whether a trial is pruned does not depend on what runs beside it."""
+
+    def __init__(self, settings: dict[str, Any], history: list[FrozenTrial], distribution: FloatDistribution):
+        self.pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=settings["n_startup_trials"], n_warmup_steps=settings["n_warmup_steps"]
+        )
+        self.reference = optuna.create_study(direction="maximize")
+        self.reference.add_trials([t for t in history if t.state == TrialState.COMPLETE])
+        self.distribution = distribution
+
+    def should_prune(self, lr: float, intermediate: dict[int, float]) -> bool:
+        current = FrozenTrial(
+            number=len(self.reference.trials), state=TrialState.RUNNING, value=None,
+            datetime_start=datetime.datetime.now(), datetime_complete=None, params={"lr": lr},
+            distributions={"lr": self.distribution}, user_attrs={}, system_attrs={},
+            intermediate_values=dict(intermediate), trial_id=-1,
+        )  # fmt: skip
+        return self.pruner.prune(self.reference, current)
+
+
+def create_study(storage, name: str) -> optuna.Study:
+    """Create or load the study; its objective is named after the metric it maximises."""
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
+    if study.metric_names != [METRIC]:
+        study.set_metric_names([METRIC])
+    return study
+
+
+def owner_id(workflow_id: str, study: str, round_: int, part: int) -> str:
+    """The job that owns a trial: the workflow folder's digest, the study, round and part (Snakemake runs
+    a job once at a time, so a RUNNING trial of this owner at the job's start was left by a kill)."""
+    return f"{workflow_id}:{study}:r{round_}p{part}"
+
+
+def fail_stale_trials(study: optuna.Study, slots: list[int], owner: str) -> list[int]:
+    """This job's trials left RUNNING by a kill become FAIL (``status=killed``); returns their numbers.
+    Another workflow's live trials on the same slots are left alone."""
     stale = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.user_attrs.get("owner") == owner
-    ]
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if slot_of(t) in slots and t.user_attrs.get("owner") == owner
+    ]  # fmt: skip
     for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.tell(t.number, state=TrialState.FAIL)
     return [t.number for t in stale]
 
 
-def run_worker(
+def in_claim_order(study: optuna.Study, slots: list[int]) -> list[int]:
+    """Slots nobody is running first, then those another workflow sharing the study is running: by the
+    time we reach them they are usually done; if not, we run them too (same learning rate and seed, so
+    the same result: the lower-numbered trial holds the slot)."""
+    running = {slot_of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    return [s for s in slots if s not in running] + [s for s in slots if s in running]
+
+
+def run_round_part(
     *,
     study: str,
-    worker: int,
-    n_trials: int,
+    round_: int,
+    part: int,
     cell: Cell,
-    lr_range: tuple[float, float],
     settings: TrainSettings,
     dataset_path: str | Path,
     search_config: dict[str, Any],
@@ -104,80 +189,114 @@ def run_worker(
     tracking: dict[str, Any],
     out_path: str | Path,
 ) -> dict[str, Any]:
-    """Run trials on the shared study until it holds ``n_trials`` finished (complete or pruned) ones."""
+    """Train this part's slots of one round (skipping slots already finished) and write its summary."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per in-memory scratch study
     storage = open_storage(search_config["storage"], Path(setup["study_dir"]))
-    opt_study = create_study(storage, setup["storage_name"], search_config["seed"], search_config["pruner"], worker)
-    owner = f"{tracking['workflow']}#worker{worker}"  # one live process per slot: Snakemake runs a job once
-    killed = fail_stale_trials(opt_study, owner)
-    data = load_dataset(dataset_path, settings.dtype)
+    opt_study = create_study(storage, setup["storage_name"])
+    slots = round_slots(search_config, round_)
+    mine = part_slots(search_config, round_, part)
+    owner = owner_id(tracking["workflow_id"], study, round_, part)
+    killed = fail_stale_trials(opt_study, mine, owner)
+    lr_range = tuple(search_config["lr_range"][cell.optimizer])
+    history = earlier_rounds(opt_study, slots.start)
+    n_startup = min(search_config["batch_size"], search_config["n_trials"])
+    lrs = dict(zip(slots, propose_round(history, len(slots), lr_range, search_config["seed"], round_, n_startup)))
+    pruner = FrozenReferencePruner(search_config["pruner"], history, lr_distribution(lr_range))
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["lr-search"]
     kill_stale_runs(client, experiment, {"study": tracking["study"], "search": study, "owner": owner})
-    mine: list[int] = []
+    data = load_dataset(dataset_path, settings.dtype)
+    context = TrialContext(opt_study, storage, cell, settings, data, tracking, setup, study, owner, round_, part)
+    trained = []
+    for slot in in_claim_order(opt_study, mine):
+        if slot not in finished_slots(opt_study):  # another workflow sharing the study may have done it
+            trained.append(context.run(slot, lrs[slot], lr_range, pruner))
+    summary = {"study": study, "round": round_, "part": part, "slots": mine, "trained": trained,
+               "failed_stale_trials": killed, "lrs": {str(s): lrs[s] for s in mine}}  # fmt: skip
+    atomic_write_json(out_path, summary)
+    return summary
 
-    def objective(trial: optuna.Trial) -> float:
-        lr = trial.suggest_float("lr", lr_range[0], lr_range[1], log=True)
-        trial.set_user_attr("worker", worker)
-        trial.set_user_attr("owner", owner)
-        mine.append(trial.number)
-        tags = {"study": tracking["study"], "search": study, "worker": worker, "owner": owner, "trial": trial.number}
+
+class TrialContext:
+    """One slot's trial: its MLflow run (created first, so a trial always names its run), its Optuna
+    trial (created with slot, owner and run id in one storage call), training, and the outcome."""
+
+    def __init__(self, study, storage, cell, settings, data, tracking, setup, name, owner, round_, part) -> None:
+        self.study, self.storage, self.cell, self.settings, self.data = study, storage, cell, settings, data
+        self.tracking, self.setup, self.name, self.owner = tracking, setup, name, owner
+        self.round, self.part = round_, part
+
+    def run(self, slot: int, lr: float, lr_range: tuple[float, float], pruner: FrozenReferencePruner) -> int:
+        tags = {"study": self.tracking["study"], "search": self.name, "owner": self.owner, "slot": slot,
+                "round": self.round, "cell": self.cell.name, "optimizer": self.cell.optimizer,
+                "status": "running"}  # fmt: skip
         logger = RunLogger(
-            client,
-            experiment,
-            run_name=f"{study}-trial{trial.number:03d}",
-            tags={**tags, "cell": cell.name, "optimizer": cell.optimizer, "status": "running"},
-            parent_run_id=setup["parent_run_id"],
-            flush_seconds=tracking["flush_seconds"],
+            MlflowClient(self.tracking["uri"]),
+            self.tracking["experiments"]["lr-search"],
+            run_name=f"{self.name}-slot{slot:03d}",
+            tags=tags,
+            parent_run_id=self.setup["parent_run_id"],
+            flush_seconds=self.tracking["flush_seconds"],
         )
-        logger.log_params({**run_params(cell, lr, settings, trial.number, data["digest"], tracking["git"])})
-
+        self.lr = lr
+        distribution = lr_distribution(lr_range)
+        template = FrozenTrial(
+            number=0, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
+            datetime_complete=None, params={"lr": lr}, distributions={"lr": distribution},
+            user_attrs={"slot": slot, "round": self.round, "part": self.part, "owner": self.owner,
+                        "mlflow_run_id": logger.run_id},
+            system_attrs={}, intermediate_values={}, trial_id=0,
+        )  # fmt: skip
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        trial = optuna.trial.Trial(self.study, self.storage.create_new_trial(study_id, template_trial=template))
+        logger.client.set_tag(logger.run_id, "trial", trial.number)
+        logger.log_params(run_params(self.cell, lr, self.settings, slot, self.data["digest"], self.tracking["git"]))
+        intermediate: dict[int, float] = {}
         epochs: list[dict[str, Any]] = []
 
         def report(record: dict[str, Any]) -> None:
             epochs.append(record)
+            intermediate[record["epoch"]] = record["val_acc"]
             trial.report(record["val_acc"], record["epoch"])
-            if trial.should_prune():
+            log.info("%s slot %d (trial %d) lr %.4g epoch %d: loss %.4f val acc %.4f (%.1f s)", self.name, slot,
+                     trial.number, lr, record["epoch"], record["train_loss"], record["val_acc"],
+                     record["epoch_time"])  # fmt: skip
+            if pruner.should_prune(lr, intermediate):
                 raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
-        def finish(status: RunStatus, tag: str, outcome: Outcome | None = None, metrics=None) -> None:
-            """End the run with the trial's history (and checkpoint, when it trained to the end) as artifacts."""
-            with tempfile.TemporaryDirectory(prefix="nnstudy-trial-") as folder:
-                history = history_json(outcome.history) if outcome else {"epochs": epochs}
-                atomic_write_json(Path(folder) / "history.json", history)
-                if outcome is not None:
-                    outcome.net.save(Path(folder) / "model.npz", extra={"status": outcome.status, "lr": lr})
-                logger.finish(RunStatus.to_string(status), metrics=metrics, tags={"status": tag}, artifact_dir=folder)
-
         try:
-            outcome = train_cell(cell, lr, data, settings, seed=trial.number, callback=epoch_logger(logger, report))
+            outcome = train_cell(self.cell, lr, self.data, self.settings, seed=slot,
+                                 callback=epoch_logger(logger, report))  # fmt: skip
         except optuna.TrialPruned:
-            finish(RunStatus.KILLED, "pruned")
-            raise
+            self.finish(logger, "pruned", epochs=epochs)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return slot
         except BaseException:
             logger.finish(RunStatus.to_string(RunStatus.FAILED), tags={"status": "failed"})
             raise
         metrics = summary_metrics(outcome, None)
-        if outcome.status == "diverged":
-            trial.set_user_attr("status", "diverged")
+        if outcome.status != "ok":  # diverged or collapsed: pruned with a zero, so TPE learns to avoid it
+            trial.set_user_attr("status", outcome.status)
             trial.report(0.0, len(outcome.history.epoch) + 1)
-            finish(RunStatus.FAILED, "diverged", outcome, metrics)
-            raise optuna.TrialPruned(outcome.message)
+            self.finish(logger, outcome.status, outcome=outcome, metrics=metrics)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return slot
         trial.set_user_attr("status", "ok")
         trial.set_user_attr("epochs_to_best", outcome.history.best_epoch)
-        finish(RunStatus.FINISHED, "ok", outcome, metrics)
-        return outcome.history.best_val_acc
+        self.finish(logger, "ok", outcome=outcome, metrics=metrics)
+        self.study.tell(trial, outcome.history.best_val_acc)
+        return slot
 
-    remaining = n_trials - count_finished(opt_study)
-    if remaining > 0:
-        opt_study.optimize(
-            objective,
-            n_trials=remaining,
-            callbacks=[MaxTrialsCallback(n_trials, states=FINISHED)],
-            gc_after_trial=False,
-        )
-    summary = {"study": study, "worker": worker, "trials": mine, "failed_stale_trials": killed}
-    atomic_write_json(out_path, summary)
-    return summary
+    def finish(self, logger: RunLogger, tag: str, outcome: Outcome | None = None, metrics=None, epochs=None) -> None:
+        """End the run with the trial's history (and checkpoint, when it trained to the end) as artifacts.
+        Pruned, diverged and collapsed trials are FINISHED runs (``status`` says which): nothing failed."""
+        with tempfile.TemporaryDirectory(prefix="nnstudy-trial-") as folder:
+            history = history_json(outcome.history) if outcome else {"epochs": epochs}
+            atomic_write_json(Path(folder) / "history.json", history)
+            if outcome is not None:
+                outcome.net.save(Path(folder) / "model.npz", extra={"status": outcome.status, "lr": self.lr})
+            logger.finish(RunStatus.to_string(RunStatus.FINISHED), metrics=metrics, tags={"status": tag},
+                          artifact_dir=folder)  # fmt: skip
 
 
 def setup_search(
@@ -191,9 +310,7 @@ def setup_search(
 ) -> dict[str, Any]:
     """Create the Optuna study once, and the MLflow parent run its trials nest under."""
     name = storage_study_name(tracking["study"], study)
-    create_study(
-        open_storage(search_config["storage"], study_dir), name, search_config["seed"], search_config["pruner"]
-    )
+    opt_study = create_study(open_storage(search_config["storage"], study_dir), name)
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["lr-search"]
     tags = {"study": tracking["study"], "search": study, "role": "parent"}
@@ -201,34 +318,60 @@ def setup_search(
     parent = client.create_run(
         experiment, run_name=study, tags={**tags, "cell": cell.name, "optimizer": cell.optimizer}
     ).info.run_id
-    client.log_param(parent, "n_trials", search_config["n_trials"])
+    for key in ("n_trials", "batch_size", "workers", "max_epochs", "seed"):
+        client.log_param(parent, key, search_config[key])
     client.log_param(parent, "storage", "journal" if search_config["storage"] == "journal" else "rdb")
+    for key, value in {"cell": cell.name, "optimizer": cell.optimizer, "mlflow_parent_run_id": parent}.items():
+        opt_study.set_user_attr(key, value)
     info = {"study": study, "storage_name": name, "study_dir": str(Path(study_dir).resolve()), "parent_run_id": parent}
     atomic_write_json(out_path, info)
     return info
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, value, lr, status, duration and the best value so far."""
+    """One row per trial: number, slot, round, state, value, lr, status, duration, and the best value so far
+    (over slots in order; a pruned slot carries the best before it)."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         rows.append(
             {
                 "number": t.number,
+                "slot": slot_of(t),
+                "round": t.user_attrs.get("round"),
                 "state": t.state.name,
                 "value": t.value,
                 "lr": t.params.get("lr"),
-                "status": t.user_attrs.get("status", t.state.name.lower()),
-                "worker": t.user_attrs.get("worker"),
+                "status": t.user_attrs.get("status", "killed" if t.state == TrialState.FAIL else t.state.name.lower()),
                 "last_epoch": t.last_step,
+                "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
                 "duration_s": t.duration.total_seconds() if t.duration else None,
                 "datetime_start": t.datetime_start.isoformat(timespec="seconds") if t.datetime_start else None,
                 "datetime_complete": t.datetime_complete.isoformat(timespec="seconds") if t.datetime_complete else None,
             }
         )
-    frame = pd.DataFrame(rows).sort_values("number").reset_index(drop=True)
-    frame["best_so_far"] = frame["value"].where(frame["state"] == "COMPLETE").cummax()
+    columns = ["number", "slot", "round", "state", "value", "lr", "status", "last_epoch", "mlflow_run_id",
+               "duration_s", "datetime_start", "datetime_complete"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns).sort_values("number").reset_index(drop=True)
+    holders = {t.number for t in finished_slots(study).values()}
+    frame["holds_slot"] = frame["number"].isin(holders)
+    frame["best_so_far"] = best_so_far(frame)
     return frame
+
+
+def best_so_far(frame: pd.DataFrame) -> pd.Series:
+    """The best completed value among the slots up to each row's slot (NaN before the first completion)."""
+    held = frame[frame["holds_slot"]].sort_values("slot")
+    running = held["value"].where(held["state"] == "COMPLETE").cummax().ffill()
+    by_slot = dict(zip(held["slot"], running))
+    return frame["slot"].map(by_slot).astype(float)
+
+
+def select_best(frame: pd.DataFrame) -> pd.Series | None:
+    """The completed slot with the highest value; ties go to the lowest slot (a fixed rule, not timing)."""
+    complete = frame[frame["holds_slot"] & (frame["state"] == "COMPLETE")]
+    if complete.empty:
+        return None
+    return complete.sort_values(["value", "slot"], ascending=[False, True]).iloc[0]
 
 
 def export_search(
@@ -244,20 +387,23 @@ def export_search(
     storage = open_storage(search_config["storage"], setup["study_dir"])
     opt_study = optuna.load_study(study_name=setup["storage_name"], storage=storage)
     frame = trials_frame(opt_study)
-    complete = frame[frame["state"] == "COMPLETE"]
+    held = frame[frame["holds_slot"]]
     best: dict[str, Any] = {
         "study": setup["study"],
-        "n_trials": int(len(frame)),
-        "n_complete": int(len(complete)),
-        "n_pruned": int((frame["state"] == "PRUNED").sum()),
-        "n_failed": int((frame["state"] == "FAIL").sum()),
-        "n_diverged": int((frame["status"] == "diverged").sum()),
+        "n_trials": int(len(held)),
+        "n_complete": int((held["state"] == "COMPLETE").sum()),
+        "n_pruned": int((held["status"] == "pruned").sum()),
+        "n_diverged": int((held["status"] == "diverged").sum()),
+        "n_collapsed": int((held["status"] == "collapsed").sum()),
+        "n_killed_and_rerun": int((frame["state"] == "FAIL").sum()),
     }
-    if len(complete):
-        top = opt_study.best_trial
-        best.update(lr=top.params["lr"], best_val_acc=top.value, best_trial=top.number, source="search")
+    top = select_best(frame)
+    if top is not None:
+        best.update(lr=float(top["lr"]), best_val_acc=float(top["value"]), best_slot=int(top["slot"]),
+                    best_trial=int(top["number"]), source="search")  # fmt: skip
     else:
-        best.update(lr=fallback_lr, best_val_acc=None, best_trial=None, source="fallback (no completed trial)")
+        best.update(lr=fallback_lr, best_val_acc=None, best_slot=None, best_trial=None,
+                    source="fallback (no completed trial)")  # fmt: skip
     atomic_write_text(trials_path, frame.to_csv(index=False))
     atomic_write_json(best_path, best)
     client = MlflowClient(tracking["uri"])

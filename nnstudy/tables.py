@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write_text
+from .io import atomic_write_text, read_json
 
 VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP", "CNN", "CNN+BN", "CNN+DP", "CNN+BN+DP"]
 RUN_COLUMNS = [
@@ -20,7 +19,7 @@ RUN_COLUMNS = [
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per grid run (no histories), sorted by cell and seed."""
-    rows = [{k: json.loads(Path(p).read_text()).get(k) for k in RUN_COLUMNS} for p in paths]
+    rows = [{k: read_json(p).get(k) for k in RUN_COLUMNS} for p in paths]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame["arch"] = frame["arch"].fillna("mlp")
     return frame.sort_values(["arch", "optimizer", "batchnorm", "dropout", "seed"], key=_arch_first).reset_index(
@@ -32,22 +31,25 @@ def _arch_first(column: pd.Series) -> pd.Series:
     return column.map({"mlp": 0, "cnn": 1}) if column.name == "arch" else column
 
 
-def summarise(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Mean, std and count of accuracy (in %) and epochs per group; diverged runs are counted apart."""
+def summarise(runs: pd.DataFrame, by: list[str], timing: bool = False) -> pd.DataFrame:
+    """Mean, std and count of accuracy (in %) and epochs per group; diverged and collapsed runs are counted
+    apart and left out of the means.  Wall-clock columns only with ``timing`` (they differ between runs of
+    the same config, and Tables 1 and 2 are meant to be byte-identical)."""
+    measures = [("best_val_acc", 100), ("test_acc", 100), ("epochs_to_best", 1), ("epochs", 1)]
+    measures += [("time_per_epoch", 1)] if timing else []
     out = []
     for key, group in runs.groupby(by, sort=False):
         ok = group[group["status"] == "ok"]
         row = dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
-        row.update(n=len(ok), n_diverged=int((group["status"] == "diverged").sum()), lr=group["lr"].iloc[0],
+        row.update(n=len(ok), n_diverged=int((group["status"] == "diverged").sum()),
+                   n_collapsed=int((group["status"] == "collapsed").sum()), lr=group["lr"].iloc[0],
                    n_params=int(group["n_params"].iloc[0]))  # fmt: skip
-        for col, scale in (("best_val_acc", 100), ("test_acc", 100), ("epochs_to_best", 1), ("epochs", 1),
-                           ("time_per_epoch", 1)):  # fmt: skip
+        for col, scale in measures:
             row[f"{col}_mean"] = ok[col].mean() * scale if len(ok) else float("nan")
             row[f"{col}_std"] = ok[col].std(ddof=1) * scale if len(ok) > 1 else float("nan")
         out.append(row)
-    stats = [f"{c}_{s}" for c in ("best_val_acc", "test_acc", "epochs_to_best", "epochs", "time_per_epoch")
-             for s in ("mean", "std")]  # fmt: skip
-    return pd.DataFrame(out, columns=[*by, "n", "n_diverged", "lr", "n_params", *stats])
+    stats = [f"{c}_{s}" for c, _ in measures for s in ("mean", "std")]
+    return pd.DataFrame(out, columns=[*by, "n", "n_diverged", "n_collapsed", "lr", "n_params", *stats])
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -63,8 +65,16 @@ def display_table(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     for label, col, digits in (("val acc (%)", "best_val_acc", 2), ("test acc (%)", "test_acc", 2),
                                ("epochs to best", "epochs_to_best", 1), ("epochs run", "epochs", 1)):  # fmt: skip
         shown[label] = [mean_std(m, s, digits) for m, s in zip(summary[f"{col}_mean"], summary[f"{col}_std"])]
-    shown["n"] = summary["n"].astype(str) + [f" ({d} diverged)" if d else "" for d in summary["n_diverged"]]
+    shown["n"] = summary["n"].astype(str) + [
+        not_ok(d, c) for d, c in zip(summary["n_diverged"], summary["n_collapsed"])
+    ]
     return shown
+
+
+def not_ok(diverged: int, collapsed: int) -> str:
+    """`` (1 diverged, 2 collapsed)``: the runs a table row leaves out of its means."""
+    parts = [f"{n} {what}" for n, what in ((diverged, "diverged"), (collapsed, "collapsed")) if n]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
@@ -85,8 +95,8 @@ def table3(runs: pd.DataFrame) -> pd.DataFrame:
     cnn = runs[runs["arch"] == "cnn"]
     plain = runs[(runs["arch"] == "mlp") & (runs["variant"] == "BPNN") & runs["optimizer"].isin(cnn["optimizer"])]
     if cnn.empty:
-        return summarise(cnn, ["variant", "optimizer"])
-    frame = summarise(pd.concat([plain, cnn]), ["variant", "optimizer"])
+        return summarise(cnn, ["variant", "optimizer"], timing=True)
+    frame = summarise(pd.concat([plain, cnn]), ["variant", "optimizer"], timing=True)
     frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
     return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
 

@@ -177,6 +177,22 @@ class RunLogger:
         self.seconds += time.perf_counter() - start
 
 
+def quoted(value: Any) -> str:
+    """A value as an MLflow filter-string literal: in single quotes, or in double quotes when it holds a
+    single quote (MLflow's filter syntax has no escape character, so a value with both cannot be matched)."""
+    text = str(value)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    raise ValueError(f"cannot search MLflow for a tag value holding both kinds of quote: {text!r}")
+
+
+def tag_filter(tags: dict[str, Any]) -> str:
+    """``tags.a = 'x' and tags.b = "o'brien"``: every tag equal to its value, each value quoted safely."""
+    return " and ".join(f"tags.`{key}` = {quoted(value)}" for key, value in tags.items())
+
+
 def kill_stale_runs(
     client: MlflowClient, experiment_id: str, tags: dict[str, Any], supersede: bool = False
 ) -> list[str]:
@@ -185,8 +201,7 @@ def kill_stale_runs(
     With ``supersede``, every earlier run with these tags (a job that is being redone) is also tagged
     ``superseded=true``: kept for comparison, but not the run behind the current result.
     """
-    clauses = [f"tags.{k} = '{v}'" for k, v in tags.items()]
-    runs = client.search_runs([experiment_id], filter_string=" and ".join(clauses), max_results=10_000)
+    runs = client.search_runs([experiment_id], filter_string=tag_filter(tags), max_results=10_000)
     killed = []
     for run in runs:
         if run.info.status == "RUNNING":

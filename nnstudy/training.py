@@ -34,10 +34,15 @@ class TrainSettings:
     schedule_gamma: float = 0.5
     schedule_step: int = 10
     train_eval_samples: int = 10_000
+    collapse_loss_factor: float = 10.0
+    collapse_chance_epochs: int = 3
+    collapse_chance_margin: float = 0.05
 
     @classmethod
     def from_config(cls, section: dict[str, Any], **overrides: Any) -> TrainSettings:
         values = {**section, **overrides}
+        for key, value in values.pop("collapse", {}).items():
+            values[f"collapse_{key}"] = value
         values["hidden"] = tuple(values["hidden"])
         if "conv" in values:
             values["conv"] = tuple(tuple(c) for c in values["conv"])
@@ -62,12 +67,35 @@ class Outcome:
 
     net: Network
     history: History
-    status: str  # "ok" or "diverged"
+    status: str  # "ok", "diverged" (a non-finite loss) or "collapsed" (see CollapseGuard)
     message: str = ""
 
 
+class CollapseGuard:
+    """A Trainer callback that stops a run that has collapsed without a non-finite loss: an epoch's mean
+    training loss above ``loss_factor`` times the first iteration's, or, after ``chance_epochs`` epochs,
+    a best validation accuracy still at chance (1/10 + ``chance_margin``)."""
+
+    def __init__(self, history: History, settings: TrainSettings, then=None) -> None:
+        self.history, self.settings, self.then = history, settings, then
+        self.reason = ""
+
+    def __call__(self, record: dict[str, Any]):
+        s, first = self.settings, self.history.iteration_loss[0]
+        if record["train_loss"] > s.collapse_loss_factor * first:
+            self.reason = (f"collapsed: mean training loss {record['train_loss']:.4g} in epoch {record['epoch']} is "
+                           f"over {s.collapse_loss_factor:g}x the first iteration's {first:.4g}")  # fmt: skip
+        elif record["epoch"] >= s.collapse_chance_epochs and record["best_val_acc"] <= 0.1 + s.collapse_chance_margin:
+            self.reason = (f"collapsed: best validation accuracy {record['best_val_acc']:.4f} after "
+                           f"{record['epoch']} epochs is at chance")  # fmt: skip
+        if self.reason:
+            return True
+        return self.then(record) if self.then else None
+
+
 def train_cell(cell: Cell, lr: float, data: dict, settings: TrainSettings, seed: int, callback=None) -> Outcome:
-    """Train ``cell`` at learning rate ``lr``; a diverging loss gives status ``diverged``, not an exception."""
+    """Train ``cell`` at learning rate ``lr``; a diverging loss gives status ``diverged`` and a run that goes
+    nowhere status ``collapsed``, not an exception."""
     net = Network(settings.spec(cell), seed=seed)
     trainer = Trainer(
         net,
@@ -77,13 +105,17 @@ def train_cell(cell: Cell, lr: float, data: dict, settings: TrainSettings, seed:
         patience=settings.patience,
         seed=seed,
         schedule=settings.lr_schedule(),
-        callback=callback,
         train_eval_samples=settings.train_eval_samples,
     )
+    guard = CollapseGuard(trainer.history, settings, callback)
+    trainer.callback = guard
     try:
         history = trainer.fit(data["x_train"], data["y_train"], data["x_val"], data["y_val"])
     except DivergenceError as exc:
         return Outcome(net, exc.history, "diverged", str(exc))
+    if guard.reason:
+        history.stop_reason = "collapsed"
+        return Outcome(net, history, "collapsed", guard.reason)
     return Outcome(net, history, "ok")
 
 

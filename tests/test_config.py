@@ -84,11 +84,42 @@ def run_dry(tmp_path, config_text: str) -> subprocess.CompletedProcess:
         ("training:\n  patience: three\n", "three"),
         ("search:\n  lr_range: {sgd: [0.5, 0.1], adam: [0.0001, 0.01]}\n", "search.lr_range.sgd: low (0.5)"),
         ("grid:\n  dropout: []\n", "grid.dropout is empty"),
+        ("search:\n  n_trials: 1000000000\n", "search.n_trials: 1000000000 is greater than the maximum of 10000"),
+        ("training:\n  hidden: [1000000000]\n", "training.hidden.0: 1000000000 is greater than the maximum"),
+        ("grid:\n  seeds: [" + ", ".join(map(str, range(1001))) + "]\n", "grid.seeds"),
     ],
-    ids=["unknown-optimizer", "unknown-key", "wrong-type", "low-above-high", "empty-grid"],
+    ids=[
+        "unknown-optimizer",
+        "unknown-key",
+        "wrong-type",
+        "low-above-high",
+        "empty-grid",
+        "huge-n-trials",
+        "huge-hidden",
+        "too-many-seeds",
+    ],  # fmt: skip
 )
 def test_snakemake_stops_before_any_job(tmp_path, text, expected):
     proc = run_dry(tmp_path, text)
     assert proc.returncode != 0
     assert expected in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_every_count_in_the_schema_has_a_maximum():
+    """No integer setting may ask for an unbounded amount of work or memory (n_trials: 1e9 ran for ever)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    unbounded = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "integer" and "maximum" not in node and not where.endswith(("seed", "split_seed")):
+                unbounded.append(where)
+            if node.get("type") == "array" and "maxItems" not in node and "default" in node:
+                if isinstance(node.get("items"), dict) and node["items"].get("type") == "integer":
+                    unbounded.append(where + "[]")
+            for key, value in node.items():
+                walk(value, f"{where}.{key}" if key not in ("properties", "items") else where)
+
+    walk(schema, "")
+    assert not unbounded, unbounded

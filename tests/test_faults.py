@@ -23,6 +23,8 @@ import yaml
 from conftest import REPO, clean_env, snakemake, write_small_study
 from mlflow.tracking import MlflowClient
 
+from nnstudy.search import finished_slots, slot_of
+
 ACCURACY_COLUMNS = ["optimizer", "variant", "n", "n_diverged", "best_val_acc_mean", "best_val_acc_std",
                     "test_acc_mean", "test_acc_std", "epochs_to_best_mean", "epochs_mean"]  # fmt: skip
 
@@ -140,10 +142,12 @@ def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
 
 
 def test_kill_during_search_loses_no_trial(tmp_path):
+    """kill -9 while trials run, then resume: every slot ends with exactly one finished trial, the finished
+    ones are kept, and Optuna and MLflow agree (a trial names its run, which exists before the trial does)."""
     config = configure(
         tmp_path,
         grid={"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
-        search={"n_trials": 8, "workers": 2},
+        search={"n_trials": 8, "batch_size": 4, "workers": 2},
     )
     journal = tmp_path / "results/search/lr-adam/optuna.journal"
     name = f"{config['study_name']}.lr-adam"
@@ -158,21 +162,109 @@ def test_kill_during_search_loses_no_trial(tmp_path):
 
     proc = start(tmp_path)
     kill_when(proc, two_complete)
-    before = {t.number: t.value for t in open_study(journal, name).trials if t.state.name == "COMPLETE"}
+    before = {slot_of(t): t.value for t in open_study(journal, name).trials if t.state.name == "COMPLETE"}
     resumed = resume(tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     study = open_study(journal, name)
-    after = {t.number: t for t in study.trials}
-    for number, value in before.items():
-        assert after[number].state.name == "COMPLETE" and after[number].value == value
-    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(finished) >= 8
+    holders = finished_slots(study)
+    assert sorted(holders) == list(range(8))
+    for slot, value in before.items():  # finished work is kept, not redone
+        assert holders[slot].value == value
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+    assert len(study.trials) == 8 + len([t for t in study.trials if t.state.name == "FAIL"])
     client, experiments = store(tmp_path)
-    trial_runs = client.search_runs([experiments["lr-search"]], max_results=1000)
-    trial_runs = [r for r in trial_runs if "trial" in r.data.tags]
-    assert len(trial_runs) == len(study.trials)
-    assert not [r for r in trial_runs if r.info.status == "RUNNING"]
+    runs = {r.info.run_id: r for r in client.search_runs([experiments["lr-search"]], max_results=1000)}
+    trial_runs = {run_id: r for run_id, r in runs.items() if r.data.tags.get("role") != "parent"}
+    assert not [r for r in trial_runs.values() if r.info.status == "RUNNING"]
+    for trial in study.trials:
+        run = trial_runs[trial.user_attrs["mlflow_run_id"]]
+        assert run.info.status == ("KILLED" if trial.state.name == "FAIL" else "FINISHED")
+        assert run.data.tags["slot"] == str(slot_of(trial))
+    named = {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert all(r.info.status == "KILLED" for run_id, r in trial_runs.items() if run_id not in named)
+
+
+def answers(workdir: Path) -> dict:
+    """What must not depend on scheduling: Tables 1 and 2 byte for byte, and every study's best LR."""
+    tables = {name: (workdir / f"results/tables/{name}.csv").read_bytes() for name in ("table1", "table2")}
+    best = {p.parent.name: json.loads(p.read_text())["lr"] for p in workdir.glob("results/search/*/best.json")}
+    return {**tables, "best": best}
+
+
+def test_the_same_config_gives_the_same_answers_with_any_cores_and_after_a_kill(study, tmp_path):
+    """The session study ran with --cores 8.  The same config with --cores 1 (in a folder whose name needs
+    quoting in MLflow filters), and with --cores 2 killed by kill -9 mid-search and resumed, give the same
+    learning rates and byte-identical Tables 1 and 2."""
+    reference = answers(study[0])
+    assert len(reference["best"]) == 3
+
+    quirky = tmp_path / "o'brien w"
+    quirky.mkdir()
+    write_small_study(quirky)
+    proc = snakemake(quirky, "--cores", "1", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert answers(quirky) == reference
+
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    config = write_small_study(killed)
+    journal = killed / "results/search/lr-cnn-adam/optuna.journal"
+
+    def mid_search() -> bool:
+        if (killed / "results/search/lr-cnn-adam/round0/part0.json").exists():
+            return True
+        try:
+            trials = open_study(journal, f"{config['study_name']}.lr-cnn-adam").trials
+        except (KeyError, FileNotFoundError):
+            return False
+        return any(t.state.name == "RUNNING" for t in trials)
+
+    kill_when(start(killed), mid_search)
+    resumed = resume(killed)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert answers(killed) == reference
+
+
+def test_runs_that_go_nowhere_are_counted_apart_and_checkpoints_and_results_are_repaired(tmp_path):
+    """Every run collapses or diverges: tables count them, figures and report still build with a note.
+    A deleted checkpoint is rebuilt by a plain rerun; a truncated result file is named with its fix."""
+    configure(
+        tmp_path,
+        grid={"batchnorm": [False], "dropout": [0.0], "seeds": [1], "fallback_lr": {"sgd": 1000.0, "adam": 1.0e25}},
+        search={"lr_range": {"sgd": [10.0, 1000.0], "adam": [1.0e20, 1.0e30]}, "n_trials": 3, "workers": 1},
+    )
+    proc = snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = json.loads((tmp_path / "results/search/lr-sgd/best.json").read_text())
+    assert best["n_complete"] == 0 and best["n_collapsed"] == 3 and best["source"].startswith("fallback")
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv").set_index("optimizer")
+    assert runs.loc["sgd", "status"] == "collapsed" and runs.loc["adam", "status"] in ("diverged", "collapsed")
+    table1 = pd.read_csv(tmp_path / "results/tables/table1.csv").set_index("optimizer")
+    assert (table1["n"] == 0).all() and table1.loc["sgd", "n_collapsed"] == 1
+    assert "1 collapsed" in (tmp_path / "results/tables/table1.md").read_text()
+    for name in ("curves_sgd", "curves_adam", "grid_comparison"):
+        assert (tmp_path / f"results/figures/{name}.png").stat().st_size > 1_000
+    for lang in ("en", "zh"):
+        assert (tmp_path / f"report/lab_report.{lang}.pdf").stat().st_size > 10_000
+    assert "collapsed" in (tmp_path / "report/lab_report.en.md").read_text()
+
+    model = tmp_path / "results/grid/sgd-bn0-dp0/seed1/model.npz"
+    model.unlink()
+    proc = snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert model.exists()
+
+    result = tmp_path / "results/grid/adam-bn0-dp0/seed1/result.json"
+    result.write_text(result.read_text()[:100])
+    proc = snakemake(tmp_path, "--cores", "2", "--forcerun", "tables")
+    assert proc.returncode != 0
+    logs = proc.stdout + proc.stderr + (tmp_path / "results/logs/tables.log").read_text()
+    assert f"{Path('results/grid/adam-bn0-dp0/seed1/result.json')} is damaged" in logs
+    assert "rm 'results/grid/adam-bn0-dp0/seed1/result.json'" in logs
+    result.unlink()
+    proc = snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(result.read_text())["status"] in ("diverged", "collapsed")
 
 
 @pytest.fixture
@@ -212,12 +304,14 @@ def mlflow_server(tmp_path):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 600  # a safety net only: on a loaded machine the server may take minutes
+        while True:
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
+                urllib.request.urlopen(f"{url}/health", timeout=5)
                 break
             except OSError:
                 assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the MLflow server never answered /health"
                 time.sleep(0.2)
         yield url
     finally:

@@ -99,7 +99,7 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
         (workdir / "config.orig.yaml").rename(workdir / "config.yaml")
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert counts.get("train") == "8", proc.stdout  # 2 optimizers x 2 BN x dp0.3 x 2 seeds
-    assert "search_worker" not in counts and "download_mnist" not in counts
+    assert "search_round" not in counts and "download_mnist" not in counts
     assert counts.get("tables") == "1" and counts.get("figures") == "1"
     assert re.findall(r"output: results/grid/(\S+)/seed", proc.stdout) and all(
         "dp0.3" in c for c in re.findall(r"output: results/grid/(\S+)/seed", proc.stdout)
@@ -121,6 +121,6 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_worker="6",
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_round="24",
                     search_export="3", train="27", tables="1", figures="1", lab_report="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected

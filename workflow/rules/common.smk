@@ -7,6 +7,8 @@ from nnstudy.config import (
     check_config,
     fallback_lr,
     grid_cells,
+    n_rounds,
+    round_parts,
     schema_errors,
     search_settings,
     study_cell,
@@ -37,11 +39,16 @@ wildcard_constraints:
     cell="(cnn-)?[a-z]+-bn[01]-dp[0-9.]+",
     seed=r"\d+",
     study="lr-[a-z0-9.-]+",
-    worker=r"\d+",
+    round=r"\d+",
+    part=r"\d+",
 
 
 def grid_results():
     return expand("results/grid/{cell}/seed{seed}/result.json", cell=CELLS, seed=SEEDS)
+
+
+def grid_models():
+    return expand("results/grid/{cell}/seed{seed}/model.npz", cell=CELLS, seed=SEEDS)
 
 
 def best_lr_file(wildcards):
@@ -51,10 +58,26 @@ def best_lr_file(wildcards):
     return f"results/search/{study_for_cell(config, CELLS[wildcards.cell])}/best.json"
 
 
-def study_workers(wildcards):
-    """The worker outputs of one study (the CNN's smaller budget may use fewer workers)."""
-    cell = STUDY_CELLS[wildcards.study]
-    n = search_settings(config, cell)["workers"]
+def round_outputs(study, round_):
+    """The part outputs of one round of a study."""
+    settings = search_settings(config, STUDY_CELLS[study])
     return expand(
-        f"results/search/{wildcards.study}/worker{{worker}}.json", worker=range(n)
+        f"results/search/{study}/round{round_}/part{{part}}.json",
+        part=range(round_parts(settings, round_)),
     )
+
+
+def previous_round(wildcards):
+    """A round starts when the round before it has finished (none for round 0)."""
+    round_ = int(wildcards.round)
+    return round_outputs(wildcards.study, round_ - 1) if round_ > 0 else []
+
+
+def all_rounds(wildcards):
+    """Every part of every round of a study."""
+    settings = search_settings(config, STUDY_CELLS[wildcards.study])
+    return [
+        path
+        for round_ in range(n_rounds(settings))
+        for path in round_outputs(wildcards.study, round_)
+    ]

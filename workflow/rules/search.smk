@@ -12,21 +12,22 @@ rule search_setup:
         mem_mb=1024,
         runtime=10,
     params:
-        search=config["search"],
-        cell=lambda wildcards: study_cell(config, wildcards.study).name,
+        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
+        cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
         "../scripts/search_setup.py"
 
 
-rule search_worker:
+rule search_round:
     input:
         setup="results/search/{study}/setup.json",
         data=rules.prepare_dataset.output.data,
         store=rules.mlflow_store.output[0],
+        previous=previous_round,
     output:
-        "results/search/{study}/worker{worker}.json",
+        "results/search/{study}/round{round}/part{part}.json",
     log:
-        "results/logs/search/{study}/worker{worker}.log",
+        "results/logs/search/{study}/round{round}/part{part}.log",
     conda:
         "../../environment.yml"
     threads: 1
@@ -40,13 +41,13 @@ rule search_worker:
         ),
         cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
-        "../scripts/search_worker.py"
+        "../scripts/search_round.py"
 
 
 rule search_export:
     input:
         setup="results/search/{study}/setup.json",
-        workers=study_workers,
+        rounds=all_rounds,
         store=rules.mlflow_store.output[0],
     output:
         best="results/search/{study}/best.json",

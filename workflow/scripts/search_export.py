@@ -1,12 +1,10 @@
-import json
-from pathlib import Path
-
+from nnstudy.io import read_json
 from nnstudy.jobs import start_job, tracking_context
 from nnstudy.search import export_search
 
 start_job(snakemake)
 export_search(
-    setup=json.loads(Path(snakemake.input.setup).read_text()),
+    setup=read_json(snakemake.input.setup),
     search_config=snakemake.params.search,
     fallback_lr=snakemake.params.fallback_lr,
     tracking=tracking_context(snakemake.config, snakemake.input.store),

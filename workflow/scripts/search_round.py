@@ -1,24 +1,19 @@
-import json
-from pathlib import Path
-
 from nnstudy.config import Cell
+from nnstudy.io import read_json
 from nnstudy.jobs import start_job, tracking_context
-from nnstudy.search import run_worker
+from nnstudy.search import run_round_part
 from nnstudy.training import TrainSettings
 
 start_job(snakemake)
-search = snakemake.params.search
-cell = Cell.parse(snakemake.params.cell)
-run_worker(
+run_round_part(
     study=snakemake.wildcards.study,
-    worker=int(snakemake.wildcards.worker),
-    n_trials=search["n_trials"],
-    cell=cell,
-    lr_range=tuple(search["lr_range"][cell.optimizer]),
+    round_=int(snakemake.wildcards.round),
+    part=int(snakemake.wildcards.part),
+    cell=Cell.parse(snakemake.params.cell),
     settings=TrainSettings.from_config(snakemake.params.training),
     dataset_path=snakemake.input.data,
-    search_config=search,
-    setup=json.loads(Path(snakemake.input.setup).read_text()),
+    search_config=snakemake.params.search,
+    setup=read_json(snakemake.input.setup),
     tracking=tracking_context(snakemake.config, snakemake.input.store),
     out_path=snakemake.output[0],
 )
