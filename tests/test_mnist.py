@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_MNIST, write_idx
+import yaml
+from conftest import SHARED_MNIST, snakemake, write_idx, write_small_study
 
 from nnstudy import mnist
 from nnstudy.mnist import DownloadError, IdxError, fetch_file, fetch_mnist, mirror_list, prepare_dataset, read_idx
@@ -314,6 +315,26 @@ def test_a_good_http_mirror_passes_the_rate_and_deadline_checks(tmp_path, http_m
     assert fetch_file("data.gz", [base], tmp_path / "dest", digest, timeout=1, deadline=30).read_bytes() == (
         good.read_bytes()
     )
+
+
+def test_snakemake_download_applies_the_config_limits(tmp_path):
+    """The rule passes timeout_s, file_deadline_s and min_bytes_per_s through: with no rate minimum the
+    3 s deadline ends the dribbling mirror, and the small study's own mirror gives the files."""
+    config = write_small_study(tmp_path)
+    with dribbling_server(seconds_per_byte=0.5) as (slow, abandoned):
+        config["data"].update(mirrors=[slow, *config["data"]["mirrors"]], timeout_s=5, file_deadline_s=3,
+                              min_bytes_per_s=0)  # fmt: skip
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        proc = snakemake(tmp_path, "--cores", "1", "results/data/raw/train-images-idx3-ubyte.gz")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert abandoned.wait(60)
+    for name in mnist.FILES.values():
+        assert hashlib.sha256((tmp_path / "results/data/raw" / name).read_bytes()).hexdigest() == (
+            config["data"]["sha256"][name]
+        )
+    log = (tmp_path / "results/logs/download_mnist.log").read_text()
+    assert f"train-images-idx3-ubyte.gz from {slow}: gave up at the deadline of 3 s per file" in log
+    assert log.count(slow) == 2  # in the list of mirrors, then once for the first file; skipped for the others
 
 
 def test_download_limits_in_the_schema():
