@@ -211,18 +211,18 @@ class SilentServer:
     def __init__(self):
         self.socket = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/"
-        self.accepted: list[socket.socket] = []
+        self.accepted: list[tuple[socket.socket, tuple]] = []  # (connection, the client's address)
         self.changed = threading.Condition()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
         while True:
             try:
-                connection, _ = self.socket.accept()
+                accepted = self.socket.accept()
             except OSError:  # closed
                 return
             with self.changed:
-                self.accepted.append(connection)
+                self.accepted.append(accepted)
                 self.changed.notify_all()
 
     def connections(self) -> int:
@@ -230,12 +230,12 @@ class SilentServer:
         with socket.create_connection(self.socket.getsockname()) as probe:
             name = probe.getsockname()
             with self.changed:
-                assert self.changed.wait_for(lambda: any(c.getpeername() == name for c in self.accepted), 60)
-                return [c.getpeername() for c in self.accepted].index(name)
+                assert self.changed.wait_for(lambda: any(address == name for _, address in self.accepted), 60)
+                return [address for _, address in self.accepted].index(name)
 
     def close(self):
         self.socket.close()
-        for connection in self.accepted:
+        for connection, _ in self.accepted:
             connection.close()
 
 
@@ -272,14 +272,17 @@ def test_each_file_has_a_total_deadline(tmp_path, slow_headers):
         assert abandoned.wait(60)
     message = str(info.value)
     assert slow in message and "deadline of 2 s per file (file_deadline_s)" in message
-    assert ("before the response headers" in message) == slow_headers
+    if slow_headers:  # the status line alone takes longer than the deadline
+        assert "before the response headers" in message
     assert not (tmp_path / "dest").exists() or not list((tmp_path / "dest").iterdir())
 
 
 def test_a_stalled_transfer_is_given_up_after_timeout_s(tmp_path):
+    """The headers come at once, then nothing: given up after timeout_s (5 s leaves a busy machine time
+    to send the headers, which must come within timeout_s)."""
     with dribbling_server(seconds_per_byte=3600) as (slow, abandoned):
-        with pytest.raises(DownloadError, match=r"stalled: no data for 1 s \(timeout_s\) after 0 bytes") as info:
-            fetch_file("data.gz", [slow], tmp_path / "dest", "0" * 64, timeout=1, min_bytes_per_s=0)
+        with pytest.raises(DownloadError, match=r"stalled: no data for 5 s \(timeout_s\) after 0 bytes") as info:
+            fetch_file("data.gz", [slow], tmp_path / "dest", "0" * 64, timeout=5, min_bytes_per_s=0)
         assert abandoned.wait(60)
     assert slow in str(info.value)
 
@@ -312,9 +315,7 @@ def test_a_dead_mirror_is_named_as_skipped_for_the_next_files(tmp_path, silent_s
 def test_a_good_http_mirror_passes_the_rate_and_deadline_checks(tmp_path, http_mirror):
     base, served = http_mirror
     good, digest = make_file(served)
-    assert fetch_file("data.gz", [base], tmp_path / "dest", digest, timeout=1, deadline=30).read_bytes() == (
-        good.read_bytes()
-    )
+    assert fetch_file("data.gz", [base], tmp_path / "dest", digest).read_bytes() == good.read_bytes()
 
 
 def test_snakemake_download_applies_the_config_limits(tmp_path):
