@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
+import logging
 import os
+import socket
 import struct
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,6 +42,13 @@ DEFAULT_MIRRORS = (
 #: extra mirrors (folders or URLs, separated by commas or spaces), tried before the config's list
 MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+#: the schema's defaults: socket timeout, total time per file and mirror, and the slowest transfer accepted
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_DEADLINE_S = 600.0
+DEFAULT_MIN_BYTES_PER_S = 20_000.0
+READ_CHUNK = 64 * 1024
+
+log = logging.getLogger(__name__)
 
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -73,12 +85,129 @@ def _mirror_url(mirror: str, filename: str) -> str:
     return Path(mirror).expanduser().resolve().joinpath(filename).as_uri()
 
 
-def _read_url(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (schemes checked above)
-        data = response.read(MAX_DOWNLOAD_BYTES + 1)
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise ValueError(f"larger than {MAX_DOWNLOAD_BYTES} bytes")
-    return data
+class _MirrorUnusable(Exception):
+    """A mirror that did not answer, stalled, was too slow or ran out of time: the remaining files skip it."""
+
+
+class _Deadline:
+    """Shuts the sockets of one download when its deadline passes, so that no read blocks beyond it.
+
+    A socket timeout bounds each read but not their sum: a server that sends a byte now and then
+    (even while sending its headers) would keep the download alive for ever.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read; the owner still closes the socket
+        except OSError:
+            pass  # already closed
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies, redirects, HTTPS) whose HTTP connections report their sockets to ``deadline``."""
+
+    class Watched:
+        def do_open(self, http_class, req, **kwargs):
+            class Connection(http_class):
+                def connect(self):
+                    super().connect()
+                    deadline.watch(self.sock)
+
+            return super().do_open(Connection, req, **kwargs)
+
+    class HTTPHandler(Watched, urllib.request.HTTPHandler):
+        pass
+
+    class HTTPSHandler(Watched, urllib.request.HTTPSHandler):
+        pass
+
+    return urllib.request.build_opener(HTTPHandler, HTTPSHandler)
+
+
+def _read_url(url: str, timeout: float, deadline_s: float, min_bytes_per_s: float) -> bytes:
+    """The body at ``url``.
+
+    ``timeout`` bounds connecting and each read; ``deadline_s`` bounds the whole file; and the transfer is
+    given up when fewer than ``min_bytes_per_s`` arrive on average over any ``timeout`` seconds. These
+    failures, and a server that cannot be reached or does not answer, raise ``_MirrorUnusable``.
+    """
+    remote = urllib.parse.urlparse(url).scheme in ("http", "https")
+    with _Deadline(deadline_s) as deadline:
+        late = f"gave up at the deadline of {deadline_s:g} s per file (file_deadline_s)"
+        try:
+            response = _opener(deadline).open(url, timeout=timeout)
+        except urllib.error.HTTPError:
+            raise  # the server answered (404, 500, ...): a fault of this file only
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            if deadline.expired:
+                raise _MirrorUnusable(late + " before the response headers") from None
+            if remote:
+                reason = getattr(exc, "reason", None) or exc
+                if isinstance(reason, TimeoutError):
+                    reason = f"no answer within {timeout:g} s (timeout_s)"
+                raise _MirrorUnusable(f"unreachable: {reason}") from None
+            raise
+        with response:
+            return _read_body(response, deadline, late, timeout, min_bytes_per_s)
+
+
+def _read_body(response, deadline: _Deadline, late: str, timeout: float, min_bytes_per_s: float) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    window_start, window_bytes = time.monotonic(), 0
+    while True:
+        try:
+            chunk = response.read1(READ_CHUNK)  # returns what one read of the socket gave
+        except (OSError, http.client.HTTPException) as exc:
+            if deadline.expired:
+                raise _MirrorUnusable(f"{late} ({total} bytes received)") from None
+            if isinstance(exc, TimeoutError):
+                raise _MirrorUnusable(f"stalled: no data for {timeout:g} s (timeout_s) after {total} bytes") from None
+            raise
+        if deadline.expired:  # the shut socket may read as the end of the file
+            raise _MirrorUnusable(f"{late} ({total} bytes received)")
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > MAX_DOWNLOAD_BYTES:
+            raise ValueError(f"larger than {MAX_DOWNLOAD_BYTES} bytes")
+        chunks.append(chunk)
+        now = time.monotonic()
+        if now - window_start >= timeout:
+            if total - window_bytes < min_bytes_per_s * (now - window_start):
+                raise _MirrorUnusable(
+                    f"too slow: {total - window_bytes} bytes in {now - window_start:.1f} s, under the minimum of "
+                    f"{min_bytes_per_s:g} bytes/s (min_bytes_per_s)"
+                )
+            window_start, window_bytes = now, total
 
 
 def _why_bad(data: bytes, expected_sha256: str) -> str | None:
@@ -95,43 +224,69 @@ def _why_bad(data: bytes, expected_sha256: str) -> str | None:
 
 
 def fetch_file(
-    filename: str, mirrors: Iterable[str], dest_dir: str | Path, sha256: str | None = None, timeout: float = 60.0
+    filename: str,
+    mirrors: Iterable[str],
+    dest_dir: str | Path,
+    sha256: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    deadline: float = DEFAULT_DEADLINE_S,
+    min_bytes_per_s: float = DEFAULT_MIN_BYTES_PER_S,
+    unusable: dict[str, str] | None = None,
 ) -> Path:
     """Put a verified copy of ``filename`` in ``dest_dir``, trying each mirror in turn.
 
     A file already there with the right digest is kept.  The download is written
-    to a temporary file and renamed only after its digest matched.
+    to a temporary file and renamed only after its digest matched.  Each mirror gets at
+    most ``deadline`` seconds and must send ``min_bytes_per_s`` on average over every
+    ``timeout`` seconds.  A mirror that could not be reached, did not answer or was given up
+    as too slow is recorded in ``unusable`` (mirror -> reason), and mirrors recorded there
+    are skipped: pass one dict for several files so that a dead mirror costs one try.
     """
     expected = sha256 or SHA256[filename]
     dest = Path(dest_dir) / filename
     if dest.exists() and hashlib.sha256(dest.read_bytes()).hexdigest() == expected:
         return dest
+    unusable = {} if unusable is None else unusable
     failures = []
     for mirror in mirrors:
+        if mirror in unusable:
+            failures.append(f"  {mirror}: skipped, {unusable[mirror]}")
+            continue
         try:
-            url = _mirror_url(mirror, filename)
-            data = _read_url(url, timeout)
-        except (OSError, ValueError, urllib.error.URLError) as exc:
-            failures.append(f"  {mirror}: {getattr(exc, 'reason', None) or exc}")
-            continue
-        reason = _why_bad(data, expected)
-        if reason:
-            failures.append(f"  {mirror}: {reason}")
-            continue
-        atomic_write_bytes(dest, data)
-        return dest
+            data = _read_url(_mirror_url(mirror, filename), timeout, deadline, min_bytes_per_s)
+            reason = _why_bad(data, expected)
+        except _MirrorUnusable as exc:
+            reason = str(exc)
+            unusable[mirror] = f"it failed for {filename}: {exc}"
+        except (OSError, ValueError) as exc:  # urllib's URLError and HTTPError are OSErrors
+            reason = str(getattr(exc, "reason", None) or exc)
+        if reason is None:
+            atomic_write_bytes(dest, data)
+            return dest
+        failures.append(f"  {mirror}: {reason}")
+        log.warning("%s from %s: %s; trying the next mirror", filename, mirror, reason)
     if not failures:
         raise DownloadError(f"no mirrors configured for {filename}")
     raise DownloadError(f"could not get a verified {filename} from any mirror:\n" + "\n".join(failures))
 
 
 def fetch_mnist(
-    mirrors: Sequence[str], dest_dir: str | Path, timeout: float = 60.0, digests: dict[str, str] | None = None
+    mirrors: Sequence[str],
+    dest_dir: str | Path,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    digests: dict[str, str] | None = None,
+    deadline: float = DEFAULT_DEADLINE_S,
+    min_bytes_per_s: float = DEFAULT_MIN_BYTES_PER_S,
 ) -> dict[str, Path]:
     """All four MNIST files, verified against ``digests`` (file name -> SHA-256; the public
-    MNIST digests by default); keys as in FILES."""
+    MNIST digests by default); keys as in FILES.  A mirror that fails to answer, or is given
+    up as too slow, for one file is not tried for the others."""
     digests = {**SHA256, **(digests or {})}
-    return {key: fetch_file(name, mirrors, dest_dir, digests[name], timeout) for key, name in FILES.items()}
+    unusable: dict[str, str] = {}
+    return {
+        key: fetch_file(name, mirrors, dest_dir, digests[name], timeout, deadline, min_bytes_per_s, unusable)
+        for key, name in FILES.items()
+    }
 
 
 # ----------------------------------------------------------------------------- IDX

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 import sqlite3
 import subprocess
 import time
@@ -12,11 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 EXPERIMENTS = ("grid", "lr-search")
 MAX_PARAM_CHARS = 6000
+#: seconds a tracking server gets to answer the one check at store setup (MLflow's own default is
+#: 120 s per request, retried 7 times with back-off: about 4 minutes before a dead server is reported)
+SERVER_CHECK_TIMEOUT_S = 10
+
+
+class TrackingServerError(RuntimeError):
+    """The configured tracking server cannot be used; the message names its URI and what to do."""
 
 
 def default_tracking_uri(results_dir: str | Path) -> str:
@@ -33,12 +42,45 @@ def experiment_name(prefix: str, kind: str) -> str:
     return f"{prefix}/{kind}"
 
 
-def setup_store(uri: str, prefix: str, artifact_dir: str | Path) -> dict[str, str]:
+def check_server(uri: str, timeout: int = SERVER_CHECK_TIMEOUT_S) -> None:
+    """Ask a tracking server (an http(s) URI) for one experiment, once, with MLflow's retries off.
+
+    Raises TrackingServerError naming the URI and what to do when it does not answer in
+    ``timeout`` seconds or answers with an error; other URIs are left alone.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    settings = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(int(timeout))}
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except MlflowException as exc:
+        raise TrackingServerError(
+            f"the MLflow tracking server {uri} (mlflow.tracking_uri) cannot be used: asked once, with a "
+            f"{timeout} s timeout, it gave: {exc.message}\n"
+            f"Start the server (for example `mlflow server --host 127.0.0.1 --port 5000`), or set "
+            f"mlflow.tracking_uri to a server that runs, or leave it empty for the local SQLite store "
+            f"under results/mlflow; then run the workflow again."
+        ) from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def setup_store(
+    uri: str, prefix: str, artifact_dir: str | Path, check_timeout: int = SERVER_CHECK_TIMEOUT_S
+) -> dict[str, str]:
     """Create (or find) the study's experiments; returns kind -> experiment id.
 
     Run once by one job before any other job touches the store, so no two
-    processes race to create the database or an experiment.
+    processes race to create the database or an experiment.  A tracking server
+    is checked first (``check_server``), so that a dead one is reported at once.
     """
+    check_server(uri, check_timeout)
     db = None
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))

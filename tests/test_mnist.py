@@ -3,15 +3,22 @@
 import gzip
 import hashlib
 import http.server
+import logging
+import select
+import socket
+import socketserver
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_MNIST, write_idx
+import yaml
+from conftest import SHARED_MNIST, snakemake, write_idx, write_small_study
 
 from nnstudy import mnist
-from nnstudy.mnist import DownloadError, IdxError, fetch_file, mirror_list, prepare_dataset, read_idx
+from nnstudy.mnist import DownloadError, IdxError, fetch_file, fetch_mnist, mirror_list, prepare_dataset, read_idx
 
 
 @pytest.fixture
@@ -157,3 +164,189 @@ def test_shared_mnist_digests_match_the_known_ones():
     for line in (SHARED_MNIST / "SHA256SUMS").read_text().splitlines():
         digest, name = line.split()
         assert mnist.SHA256[name] == digest
+
+
+# ----------------------------------------------------------------------------- slow and silent mirrors
+
+
+@contextmanager
+def dribbling_server(slow_headers: bool = False, seconds_per_byte: float = 2.0):
+    """A real HTTP server on 127.0.0.1 that sends a 100 kB file one byte every ``seconds_per_byte``
+    (its headers too when ``slow_headers``). Yields (base URL, event set when a client hangs up early)."""
+    abandoned, stop = threading.Event(), threading.Event()
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self):
+            connection = self.request
+            connection.recv(65536)  # the request
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+            payload = head + bytes(100_000)
+            sent = 0 if slow_headers else len(head)
+            try:
+                connection.sendall(payload[:sent])
+                while sent < len(payload) and not stop.is_set():
+                    readable, _, _ = select.select([connection], [], [], seconds_per_byte)
+                    if readable and not connection.recv(1):  # the client closed the connection
+                        abandoned.set()
+                        return
+                    connection.sendall(payload[sent : sent + 1])
+                    sent += 1
+            except OSError:  # reset by the client
+                abandoned.set()
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", abandoned
+    finally:
+        stop.set()
+        server.shutdown()
+        server.server_close()
+
+
+class SilentServer:
+    """A real server on 127.0.0.1 that accepts connections and never answers; counts the connections."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/"
+        self.accepted: list[tuple[socket.socket, tuple]] = []  # (connection, the client's address)
+        self.changed = threading.Condition()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                accepted = self.socket.accept()
+            except OSError:  # closed
+                return
+            with self.changed:
+                self.accepted.append(accepted)
+                self.changed.notify_all()
+
+    def connections(self) -> int:
+        """Connections made so far: a probe connection is accepted after every earlier one."""
+        with socket.create_connection(self.socket.getsockname()) as probe:
+            name = probe.getsockname()
+            with self.changed:
+                assert self.changed.wait_for(lambda: any(address == name for _, address in self.accepted), 60)
+                return [address for _, address in self.accepted].index(name)
+
+    def close(self):
+        self.socket.close()
+        for connection, _ in self.accepted:
+            connection.close()
+
+
+@pytest.fixture
+def silent_server():
+    server = SilentServer()
+    yield server
+    server.close()
+
+
+def test_a_dribbling_mirror_is_given_up_and_the_next_one_used(tmp_path, caplog):
+    """Issue 12, item 2: 1 byte every 2 s with timeout_s 5 is abandoned (within 60 s) for the next mirror."""
+    good_dir = tmp_path / "good"
+    good_dir.mkdir()
+    good, digest = make_file(good_dir)
+    with dribbling_server() as (slow, abandoned), caplog.at_level(logging.WARNING, logger="nnstudy.mnist"):
+        start = time.monotonic()
+        got = fetch_file("data.gz", [slow, str(good_dir)], tmp_path / "dest", digest, timeout=5)
+        elapsed = time.monotonic() - start
+        assert abandoned.wait(60), "the client kept the dribbling connection open"
+    assert got.read_bytes() == good.read_bytes()
+    assert elapsed < 60  # the issue's bound; about 6 s (one 5 s rate window) when the machine is idle
+    (record,) = caplog.records
+    assert slow in record.getMessage() and "too slow" in record.getMessage()
+    assert "min_bytes_per_s" in record.getMessage()
+
+
+@pytest.mark.parametrize("slow_headers", [False, True], ids=["slow-body", "slow-headers"])
+def test_each_file_has_a_total_deadline(tmp_path, slow_headers):
+    """No rate minimum and a socket timeout longer than the gaps: only the deadline can end it."""
+    with dribbling_server(slow_headers, seconds_per_byte=0.5) as (slow, abandoned):
+        with pytest.raises(DownloadError) as info:
+            fetch_file("data.gz", [slow], tmp_path / "dest", "0" * 64, timeout=30, deadline=2, min_bytes_per_s=0)
+        assert abandoned.wait(60)
+    message = str(info.value)
+    assert slow in message and "deadline of 2 s per file (file_deadline_s)" in message
+    if slow_headers:  # the status line alone takes longer than the deadline
+        assert "before the response headers" in message
+    assert not (tmp_path / "dest").exists() or not list((tmp_path / "dest").iterdir())
+
+
+def test_a_stalled_transfer_is_given_up_after_timeout_s(tmp_path):
+    """The headers come at once, then nothing: given up after timeout_s (5 s leaves a busy machine time
+    to send the headers, which must come within timeout_s)."""
+    with dribbling_server(seconds_per_byte=3600) as (slow, abandoned):
+        with pytest.raises(DownloadError, match=r"stalled: no data for 5 s \(timeout_s\) after 0 bytes") as info:
+            fetch_file("data.gz", [slow], tmp_path / "dest", "0" * 64, timeout=5, min_bytes_per_s=0)
+        assert abandoned.wait(60)
+    assert slow in str(info.value)
+
+
+def test_a_silent_mirror_costs_one_try_for_all_four_files(tmp_path, tiny_mnist_dir, silent_server, caplog):
+    """Issue 12, item 2: a server that accepts and never answers is probed once, not once per file."""
+    digests = {n: hashlib.sha256((tiny_mnist_dir / n).read_bytes()).hexdigest() for n in mnist.FILES.values()}
+    with caplog.at_level(logging.WARNING, logger="nnstudy.mnist"):
+        files = fetch_mnist([silent_server.url, str(tiny_mnist_dir)], tmp_path / "dest", timeout=1, digests=digests)
+    assert sorted(p.name for p in files.values()) == sorted(mnist.FILES.values())
+    assert silent_server.connections() == 1
+    (record,) = caplog.records
+    assert silent_server.url in record.getMessage() and "no answer within 1 s" in record.getMessage()
+
+
+def test_a_dead_mirror_is_named_as_skipped_for_the_next_files(tmp_path, silent_server):
+    unusable: dict[str, str] = {}
+    refused = "http://127.0.0.1:9/"
+    with pytest.raises(DownloadError) as first:
+        fetch_file("a.gz", [silent_server.url, refused], tmp_path, "0" * 64, timeout=1, unusable=unusable)
+    assert f"{silent_server.url}: unreachable: no answer within 1 s (timeout_s)" in str(first.value)
+    assert f"{refused}: unreachable:" in str(first.value)
+    with pytest.raises(DownloadError) as second:
+        fetch_file("b.gz", [silent_server.url, refused], tmp_path, "0" * 64, timeout=1, unusable=unusable)
+    assert f"{silent_server.url}: skipped, it failed for a.gz: unreachable: no answer" in str(second.value)
+    assert f"{refused}: skipped, it failed for a.gz" in str(second.value)
+    assert silent_server.connections() == 1
+
+
+def test_a_good_http_mirror_passes_the_rate_and_deadline_checks(tmp_path, http_mirror):
+    base, served = http_mirror
+    good, digest = make_file(served)
+    assert fetch_file("data.gz", [base], tmp_path / "dest", digest).read_bytes() == good.read_bytes()
+
+
+def test_snakemake_download_applies_the_config_limits(tmp_path):
+    """The rule passes timeout_s, file_deadline_s and min_bytes_per_s through: with no rate minimum the
+    3 s deadline ends the dribbling mirror, and the small study's own mirror gives the files."""
+    config = write_small_study(tmp_path)
+    with dribbling_server(seconds_per_byte=0.5) as (slow, abandoned):
+        config["data"].update(mirrors=[slow, *config["data"]["mirrors"]], timeout_s=5, file_deadline_s=3,
+                              min_bytes_per_s=0)  # fmt: skip
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        proc = snakemake(tmp_path, "--cores", "1", "results/data/raw/train-images-idx3-ubyte.gz")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert abandoned.wait(60)
+    for name in mnist.FILES.values():
+        assert hashlib.sha256((tmp_path / "results/data/raw" / name).read_bytes()).hexdigest() == (
+            config["data"]["sha256"][name]
+        )
+    log = (tmp_path / "results/logs/download_mnist.log").read_text()
+    assert f"train-images-idx3-ubyte.gz from {slow}: gave up at the deadline of 3 s per file" in log
+    assert log.count(slow) == 2  # in the list of mirrors, then once for the first file; skipped for the others
+
+
+def test_download_limits_in_the_schema():
+    from snakemake.utils import validate
+
+    schema = str(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml")
+    config = {"data": {}}
+    validate(config, schema)
+    assert config["data"]["file_deadline_s"] == mnist.DEFAULT_DEADLINE_S
+    assert config["data"]["min_bytes_per_s"] == mnist.DEFAULT_MIN_BYTES_PER_S
+    assert config["data"]["timeout_s"] == mnist.DEFAULT_TIMEOUT_S
+    for key, value in (("file_deadline_s", 0), ("file_deadline_s", 10**6), ("min_bytes_per_s", -1)):
+        with pytest.raises(Exception, match=key):
+            validate({"data": {key: value}}, schema)

@@ -20,6 +20,8 @@ rule download_mnist:
     params:
         mirrors=config["data"]["mirrors"],
         timeout=config["data"]["timeout_s"],
+        deadline=config["data"]["file_deadline_s"],
+        min_bytes_per_s=config["data"]["min_bytes_per_s"],
         sha256=config["data"]["sha256"],
     script:
         "../scripts/download_mnist.py"

@@ -6,4 +6,11 @@ from nnstudy.mnist import fetch_mnist, mirror_list
 start_job(snakemake)
 mirrors = mirror_list(snakemake.params.mirrors)
 print("mirrors, in order:", *mirrors, sep="\n  ")
-fetch_mnist(mirrors, Path(snakemake.output[0]).parent, snakemake.params.timeout, snakemake.params.sha256)
+fetch_mnist(
+    mirrors,
+    Path(snakemake.output[0]).parent,
+    snakemake.params.timeout,
+    snakemake.params.sha256,
+    deadline=snakemake.params.deadline,
+    min_bytes_per_s=snakemake.params.min_bytes_per_s,
+)
