@@ -22,4 +22,12 @@ rule all:
         rules.tables.output,
         rules.figures.output,
         rules.lab_report.output,
-        grid_models(),  # every checkpoint the study promises, so a deleted one is rebuilt
+        rules.register_models.output,
+        # every result and checkpoint the study promises, so that a deleted one is rebuilt by a plain rerun
+        grid_results(),
+        grid_models(),
+        expand(
+            "results/search/{study}/{name}",
+            study=STUDIES,
+            name=["best.json", "trials.csv"],
+        ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from .config import Cell
 from .io import atomic_write_json, read_json
 from .mnist import load_dataset
-from .tracking import RunLogger, kill_stale_runs
+from .tracking import RunLogger, kill_stale_runs, log_model_and_dataset, standard_tags
 from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
 
 
@@ -62,12 +63,18 @@ def run_grid_job(
             "variant": cell.variant,
             "status": "running",
             "superseded": "false",
+            **standard_tags(
+                tracking,
+                "workflow/rules/grid.smk:train",
+                f"{cell.variant} ({cell.name}) with {cell.optimizer} at lr {lr:.4g} ({lr_source}), "
+                f"seed {seed}; val_acc and test_acc are the early-stopped model's.",
+            ),
         },  # fmt: skip
         flush_seconds=tracking["flush_seconds"],
     )
     logger.log_params({**run_params(cell, lr, settings, seed, data["digest"], tracking["git"]), "lr_source": lr_source})
     try:
-        outcome = train_cell(cell, lr, data, settings, seed, callback=epoch_logger(logger))
+        outcome = train_cell(cell, lr, data, settings, seed, callback=epoch_logger(logger, f"{cell.name} seed {seed}"))
     except BaseException:
         logger.finish(RunStatus.to_string(RunStatus.FAILED), tags={"status": "failed"})
         raise
@@ -95,6 +102,13 @@ def run_grid_job(
         staged_model, staged_result = Path(pending) / model_path.name, Path(pending) / result_path.name
         outcome.net.save(staged_model, extra={"status": outcome.status, "lr": lr, "seed": seed})
         result = write_result(staged_result, fields, outcome, metrics)
+        if outcome.status == "ok":  # a model worth serving: logged as an MLflow model, with its dataset
+            dataset = {"source": str(dataset_path), "name": "mnist-split", "digest": data["digest"][:16]}
+            start = time.perf_counter()
+            result["mlflow_model_id"] = log_model_and_dataset(
+                tracking["uri"], logger.run_id, staged_model, data["x_test"][:2], dataset
+            )
+            logger.seconds += time.perf_counter() - start
         logger.finish(
             RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),
             metrics=metrics,

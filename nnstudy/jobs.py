@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import logging
 import os
@@ -40,6 +41,7 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "experiments": store["experiments"],
         "study": config["study_name"],
         "git": git_commit(REPO),
+        "user": getpass.getuser(),
         "flush_seconds": config["mlflow"]["flush_seconds"],
         "workflow": workflow,
         "workflow_id": hashlib.sha256(workflow.encode()).hexdigest()[:12],  # for filters: no quoting trouble

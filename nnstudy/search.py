@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import Cell, part_slots, round_slots
 from .io import atomic_write_json, atomic_write_text
 from .mnist import load_dataset
-from .tracking import RunLogger, kill_stale_runs
+from .tracking import RunLogger, kill_stale_runs, standard_tags
 from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -229,7 +229,9 @@ class TrialContext:
     def run(self, slot: int, lr: float, lr_range: tuple[float, float], pruner: FrozenReferencePruner) -> int:
         tags = {"study": self.tracking["study"], "search": self.name, "owner": self.owner, "slot": slot,
                 "round": self.round, "cell": self.cell.name, "optimizer": self.cell.optimizer,
-                "status": "running"}  # fmt: skip
+                "status": "running", **standard_tags(self.tracking, "workflow/rules/search.smk:search_round",
+                f"Learning-rate search {self.name}, slot {slot} (round {self.round}): {self.cell.name} at lr {lr:.4g}, "
+                f"seed {slot}.")}  # fmt: skip
         logger = RunLogger(
             MlflowClient(self.tracking["uri"]),
             self.tracking["experiments"]["lr-search"],
@@ -258,15 +260,13 @@ class TrialContext:
             epochs.append(record)
             intermediate[record["epoch"]] = record["val_acc"]
             trial.report(record["val_acc"], record["epoch"])
-            log.info("%s slot %d (trial %d) lr %.4g epoch %d: loss %.4f val acc %.4f (%.1f s)", self.name, slot,
-                     trial.number, lr, record["epoch"], record["train_loss"], record["val_acc"],
-                     record["epoch_time"])  # fmt: skip
             if pruner.should_prune(lr, intermediate):
                 raise optuna.TrialPruned(f"pruned at epoch {record['epoch']}")
 
         try:
+            label = f"{self.name} slot {slot} (trial {trial.number}, lr {lr:.4g})"
             outcome = train_cell(self.cell, lr, self.data, self.settings, seed=slot,
-                                 callback=epoch_logger(logger, report))  # fmt: skip
+                                 callback=epoch_logger(logger, label, report))  # fmt: skip
         except optuna.TrialPruned:
             self.finish(logger, "pruned", epochs=epochs)
             self.study.tell(trial, state=TrialState.PRUNED)

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import subprocess
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -101,11 +102,13 @@ def setup_store(
                 remote = uri.startswith(("http://", "https://", "databricks"))
                 location = None if remote else (Path(artifact_dir).resolve() / kind).as_uri()
                 try:
-                    ids[kind] = client.create_experiment(name, artifact_location=location)
+                    ids[kind] = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
                 except MlflowException:  # created meanwhile by another process (e.g. on a server)
                     ids[kind] = client.get_experiment_by_name(name).experiment_id
             else:
                 ids[kind] = found.experiment_id
+                for key, value in EXPERIMENT_TAGS.items():
+                    client.set_experiment_tag(ids[kind], key, value)
     return ids
 
 
@@ -253,3 +256,83 @@ def kill_stale_runs(
         if supersede:
             client.set_tag(run.info.run_id, "superseded", "true")
     return killed
+
+
+#: the experiment page opens on the runs view, not on MLflow 3's GenAI traces page
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+PYFUNC_CODE = Path(__file__).parent / "mlflow_models" / "nnlib_pyfunc.py"
+
+
+def standard_tags(tracking: dict[str, Any], source: str, note: str) -> dict[str, str]:
+    """MLflow's system tags, so the runs table shows source, commit, user and a description."""
+    commit = tracking["git"]
+    return {
+        "mlflow.source.git.commit": commit.removesuffix("-dirty"),
+        "mlflow.source.type": "JOB",
+        "mlflow.source.name": source,
+        "mlflow.user": tracking["user"],
+        "mlflow.note.content": note,
+        "git_dirty": str(commit.endswith("-dirty")).lower(),
+    }
+
+
+def log_model_and_dataset(
+    uri: str, run_id: str, checkpoint: str | Path, example: Any, dataset: dict[str, str] | None
+) -> str:
+    """Log an nnlib checkpoint as an MLflow pyfunc model (from code: nothing pickled) with its signature and
+    an input example, and the dataset the run trained on (``log_input`` with its digest); returns the
+    logged model's id.  Leaves the run's status to the caller."""
+    import mlflow
+    import numpy as np
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    mlflow.set_tracking_uri(uri)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 784), "pixels")]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10), "probabilities")]),
+    )
+    mlflow.start_run(run_id=run_id)
+    try:
+        warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")  # type-hint and source advice
+        if dataset is not None:
+            source = resolve_dataset_source(dataset["source"])
+            mlflow.log_input(MetaDataset(source, name=dataset["name"], digest=dataset["digest"]), context="training")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_CODE),
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature,
+            input_example=np.asarray(example, dtype=np.float32).reshape(-1, 784),
+            pip_requirements=["numpy", "mlflow"],
+            code_paths=[str(Path(__file__).resolve().parents[1] / "nnlib")],
+        )
+    finally:
+        mlflow.end_run()
+    return info.model_id
+
+
+def register_best_models(runs_csv: str | Path, uri: str, study: str, out_path: str | Path) -> dict[str, Any]:
+    """Register the best MLP and the best CNN of the grid (by best validation accuracy, never by test
+    accuracy) in the MLflow model registry as ``<study>-best-mlp`` / ``<study>-best-cnn``; writes what was
+    registered to ``out_path``."""
+    import mlflow
+    import pandas as pd
+
+    from .io import atomic_write_json
+
+    mlflow.set_tracking_uri(uri)
+    runs = pd.read_csv(runs_csv)
+    ok = runs[(runs["status"] == "ok") & runs["mlflow_model_id"].notna()]
+    registered: dict[str, Any] = {}
+    for arch, group in ok.groupby("arch"):
+        best = group.sort_values(["best_val_acc", "cell", "seed"], ascending=[False, True, True]).iloc[0]
+        name = f"{study}-best-{arch}"
+        version = mlflow.register_model(f"models:/{best['mlflow_model_id']}", name)
+        registered[str(arch)] = {"name": name, "version": int(version.version), "run_id": best["mlflow_run_id"],
+                                 "model_id": best["mlflow_model_id"], "cell": best["cell"], "seed": int(best["seed"]),
+                                 "best_val_acc": float(best["best_val_acc"])}  # fmt: skip
+    atomic_write_json(out_path, registered)
+    return registered

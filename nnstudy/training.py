@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import platform
 from dataclasses import asdict, dataclass
@@ -15,6 +16,8 @@ from nnlib import CNNSpec, DivergenceError, History, MLPSpec, Network, Trainer, 
 from .config import Cell
 from .io import atomic_write_json
 from .tracking import RunLogger
+
+log = logging.getLogger("nnstudy.training")
 
 
 @dataclass(frozen=True)
@@ -154,17 +157,22 @@ def run_params(cell: Cell, lr: float, settings: TrainSettings, seed: int, datase
     return params
 
 
-def epoch_logger(logger: RunLogger, then=None):
-    """A Trainer callback that buffers each epoch's metrics in ``logger`` and then calls ``then``."""
+def epoch_logger(logger: RunLogger, label: str, then=None):
+    """A Trainer callback that writes one line per epoch to the job's log (``tail -f`` it), buffers the
+    epoch's metrics in ``logger`` (as ``epoch_*``: the run's plain ``val_acc`` is the best epoch's), and
+    then calls ``then``."""
 
     def callback(record: dict[str, Any]):
+        log.info("%s epoch %d: loss %.4f train acc %.4f val acc %.4f lr %.3g (%.1f s)", label, record["epoch"],
+                 record["train_loss"], record["train_acc"], record["val_acc"], record["lr"],
+                 record["epoch_time"])  # fmt: skip
         logger.log_metrics(
             {
-                "loss": record["train_loss"],
-                "train_acc": record["train_acc"],
-                "val_acc": record["val_acc"],
-                "lr": record["lr"],
-                "epoch_time": record["epoch_time"],
+                "epoch_loss": record["train_loss"],
+                "epoch_train_acc": record["train_acc"],
+                "epoch_val_acc": record["val_acc"],
+                "epoch_lr": record["lr"],
+                "epoch_seconds": record["epoch_time"],
             },
             step=record["epoch"],
         )
@@ -177,6 +185,7 @@ def summary_metrics(outcome: Outcome, test_acc: float | None) -> dict[str, float
     h = outcome.history
     epochs = len(h.epoch)
     metrics = {
+        "val_acc": h.best_val_acc,  # of the early-stopped (best-epoch) model, the one that is kept
         "best_val_acc": h.best_val_acc,
         "epochs": epochs,
         "epochs_to_best": h.best_epoch,

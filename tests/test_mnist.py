@@ -330,8 +330,9 @@ def test_snakemake_download_applies_the_config_limits(tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert abandoned.wait(60)
     for name in mnist.FILES.values():
-        assert hashlib.sha256((tmp_path / "results/data/raw" / name).read_bytes()).hexdigest() == (
-            config["data"]["sha256"][name]
+        assert (
+            hashlib.sha256((tmp_path / "results/data/raw" / name).read_bytes()).hexdigest()
+            == (config["data"]["sha256"][name])
         )
     log = (tmp_path / "results/logs/download_mnist.log").read_text()
     assert f"train-images-idx3-ubyte.gz from {slow}: gave up at the deadline of 3 s per file" in log

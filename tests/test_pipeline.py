@@ -9,6 +9,7 @@ import sys
 
 import optuna
 import pandas as pd
+import pytest
 import yaml
 from conftest import REPO, clean_env, snakemake
 from mlflow.tracking import MlflowClient
@@ -56,8 +57,9 @@ def test_mlflow_runs(study):
         assert result["mlflow_run_id"] == run.info.run_id
         if run.info.status == "FINISHED":
             assert {"best_val_acc", "test_acc", "epochs_to_best", "wall_time"} <= set(run.data.metrics)
-            history = client.get_metric_history(run.info.run_id, "val_acc")
+            history = client.get_metric_history(run.info.run_id, "epoch_val_acc")
             assert [m.step for m in history] == result["history"]["epoch"]
+            assert run.data.metrics["val_acc"] == run.data.metrics["best_val_acc"] == result["best_val_acc"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert artifacts == {"result.json", "model.npz"}
     search = client.search_runs([store["experiments"]["lr-search"]], max_results=1000)
@@ -122,5 +124,52 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_round="24",
-                    search_export="3", train="27", tables="1", figures="1", lab_report="1", all="1")  # fmt: skip
+                    search_export="3", train="27", tables="1", figures="1", lab_report="1", register_models="1",
+                    all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
+
+
+def test_mlflow_and_optuna_conventions(study):
+    """System tags, a logged dataset, a loadable pyfunc model per grid run, registered best models, pruned
+    trials FINISHED, named Optuna objectives and study attributes, and trials and runs naming each other."""
+    import mlflow
+    import numpy as np
+
+    from nnstudy.mnist import load_dataset
+
+    workdir, config = study
+    store = json.loads((workdir / "results/mlflow/store.json").read_text())
+    client = MlflowClient(store["uri"])
+    for kind in ("grid", "lr-search"):
+        assert client.get_experiment(store["experiments"][kind]).tags["mlflow.experimentKind"] == (
+            "custom_model_development"
+        )
+    grid = client.search_runs([store["experiments"]["grid"]], "attributes.status = 'FINISHED'", max_results=1000)
+    assert grid
+    for run in grid:
+        tags = run.data.tags
+        assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.user"] and tags["mlflow.source.name"]
+        assert tags["cell"] in tags["mlflow.note.content"]
+        [dataset] = run.inputs.dataset_inputs
+        assert dataset.dataset.digest and dataset.dataset.name == "mnist-split"
+    registered = json.loads((workdir / "results/mlflow/registered.json").read_text())
+    assert set(registered) == {"mlp", "cnn"}
+    data = load_dataset(workdir / "results/data/mnist_split.npz")
+    mlflow.set_tracking_uri(store["uri"])
+    for arch, entry in registered.items():
+        model = mlflow.pyfunc.load_model(f"models:/{entry['name']}/{entry['version']}")
+        probabilities = model.predict(data["x_test"].reshape(-1, 784))
+        result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
+        assert probabilities.shape == (len(data["y_test"]), 10)
+        assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
+    search = client.search_runs([store["experiments"]["lr-search"]], "tags.status = 'pruned'", max_results=1000)
+    assert search and all(r.info.status == "FINISHED" for r in search)
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(workdir / "results/search/lr-adam/optuna.journal"))
+    )
+    opt = optuna.load_study(study_name="test-study.lr-adam", storage=storage)
+    assert opt.metric_names == ["best_val_acc"]
+    assert opt.user_attrs["cell"] == "adam-bn0-dp0" and opt.user_attrs["mlflow_parent_run_id"]
+    for trial in opt.trials:
+        run = client.get_run(trial.user_attrs["mlflow_run_id"])
+        assert run.data.tags["trial"] == str(trial.number) and run.data.tags["slot"] == str(trial.user_attrs["slot"])

@@ -90,3 +90,21 @@ rule figures:
         cnn=config["cnn"]["enabled"],
     script:
         "../scripts/figures.py"
+
+
+rule register_models:
+    input:
+        runs=rules.tables.output.runs,
+        store=rules.mlflow_store.output[0],
+    output:
+        "results/mlflow/registered.json",
+    log:
+        "results/logs/register_models.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    script:
+        "../scripts/register_models.py"

@@ -1,0 +1,6 @@
+from nnstudy.jobs import start_job, tracking_context
+from nnstudy.tracking import register_best_models
+
+start_job(snakemake)
+tracking = tracking_context(snakemake.config, snakemake.input.store)
+register_best_models(snakemake.input.runs, tracking["uri"], tracking["study"], snakemake.output[0])
