@@ -156,7 +156,7 @@ def test_mlflow_and_optuna_conventions(study):
     assert set(registered) == {"mlp", "cnn"}
     data = load_dataset(workdir / "results/data/mnist_split.npz")
     mlflow.set_tracking_uri(store["uri"])
-    for arch, entry in registered.items():
+    for entry in registered.values():
         model = mlflow.pyfunc.load_model(f"models:/{entry['name']}/{entry['version']}")
         probabilities = model.predict(data["x_test"].reshape(-1, 784))
         result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
