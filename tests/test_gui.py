@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
+import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+import zlib
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ from conftest import REPO, launch_chromium, require_shared_mnist, synthetic_digi
 from PIL import Image
 
 from nnlib import Adam, CNNSpec, MLPSpec, Network, Trainer
-from nnstudy.digits import DigitImageError, load_image, mnist_style
+from nnstudy.digits import MAX_SIDE, DigitImageError, load_image, mnist_style
 from nnstudy.gui.app import create_app
 from nnstudy.gui.models import Choice, find_models
 
@@ -83,6 +87,132 @@ def test_bad_uploads_get_clear_messages_and_the_server_stays_up(client):
     assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
     with pytest.raises(DigitImageError, match="too large"):
         load_image(png_bytes(np.zeros((5000, 4000))))
+
+
+def huge_ink_png(side: int = 4000) -> bytes:
+    """A small PNG (about 70 KB) of side x side opaque pixels: a white frame, black ink everywhere inside."""
+    img = np.zeros((side, side, 4), np.uint8)
+    img[..., 3] = 255
+    img[[0, -1], :, :3] = img[:, [0, -1], :3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(img).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_a_huge_image_is_downscaled_while_decoding_and_a_huger_header_is_refused_unread():
+    data = huge_ink_png()
+    assert len(data) < 200_000
+    assert max(load_image(data).shape) <= MAX_SIDE  # reduced in its 8-bit mode before any float array
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((3000, 4000), 255, np.uint8)).save(buffer, format="JPEG")
+    with Image.open(io.BytesIO(buffer.getvalue())) as img:
+        img.draft("L", (MAX_SIDE, MAX_SIDE))
+        assert img.size == (2000, 1500)  # the decoder itself downscales a JPEG
+    assert max(load_image(buffer.getvalue()).shape) <= MAX_SIDE
+    # a valid 1x1 PNG whose header then claims a giant size: refused from the header alone
+    tiny = png_bytes(np.zeros((1, 1)))
+    for side, message in ((10_000, "too large .10000x10000 pixels"), (100_000, "too large")):
+        ihdr = struct.pack(">II", side, side) + tiny[24:29]
+        forged = tiny[:16] + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)) + tiny[33:]
+        with pytest.raises(DigitImageError, match=message):
+            load_image(forged)
+
+
+def a_bar() -> np.ndarray:
+    digit = np.zeros((60, 60))
+    digit[10:50, 26:34] = 1.0
+    return digit
+
+
+def test_a_16_bit_png_is_read_with_its_full_range(client):
+    digit = a_bar()
+    sixteen = (60000 - 52000 * digit).astype(np.uint16)  # dark ink on white paper, 16 bits per pixel
+    buffer = io.BytesIO()
+    Image.fromarray(sixteen).save(buffer, format="PNG")
+    assert Image.open(io.BytesIO(buffer.getvalue())).mode == "I;16"
+    np.testing.assert_allclose(mnist_style(load_image(buffer.getvalue())), mnist_style(digit), atol=0.02)
+    r = client.post("/api/predict", data={"image": (io.BytesIO(buffer.getvalue()), "digit16.png")})
+    assert r.status_code == 200, r.get_json()
+
+
+def test_white_ink_on_a_transparent_background_is_read(client):
+    digit = a_bar()
+    white_ink = np.zeros((60, 60, 4), np.uint8)  # white strokes on a fully transparent background
+    white_ink[digit > 0] = 255
+    np.testing.assert_allclose(mnist_style(load_image(png_bytes(white_ink))), mnist_style(digit), atol=0.02)
+    dark_ink = white_ink.copy()  # and dark ink on transparency still reads as before
+    dark_ink[..., :3] = 0
+    np.testing.assert_allclose(mnist_style(load_image(png_bytes(dark_ink))), mnist_style(digit), atol=0.02)
+    r = client.post("/api/predict", data={"image": (io.BytesIO(png_bytes(white_ink)), "white.png")})
+    assert r.status_code == 200, r.get_json()
+
+
+def test_cross_origin_requests_are_refused(client):
+    body = {"image": "data:image/png;base64," + base64.b64encode(png_bytes(255 * np.eye(40))).decode()}
+    r = client.post("/api/predict", json=body, headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403
+    assert "cross-origin request refused (Origin: http://evil.example)" in r.get_json()["error"]
+    r = client.post("/api/predict", json=body, headers={"Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403 and "Sec-Fetch-Site: cross-site" in r.get_json()["error"]
+    r = client.post("/api/predict", json=body, headers={"Origin": "null"})
+    assert r.status_code == 403
+    r = client.get("/api/models", headers={"Host": "rebound.example:8050"})  # DNS rebinding
+    assert r.status_code == 400 and "not trusted" in r.get_json()["error"]
+    same = {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"}  # what the page itself sends
+    assert client.post("/api/predict", json=body, headers=same).status_code == 200
+
+
+def test_concurrent_predictions_are_bounded(tmp_path):
+    net = Network(MLPSpec(hidden=(16,)), seed=0)
+    net.save(tmp_path / "m.npz")
+    app = create_app([Choice("mlp", "test net", tmp_path / "m.npz", 0.5, None)], max_concurrent=2, queue_seconds=0)
+    client = app.test_client()
+    upload = png_bytes(255 * np.eye(40))
+    slots = app.extensions["nnstudy_gui_slots"]
+    assert slots.acquire(blocking=False) and slots.acquire(blocking=False)  # two predictions in progress
+    try:
+        r = client.post("/api/predict", data={"image": (io.BytesIO(upload), "d.png")})
+        assert r.status_code == 429 and "busy" in r.get_json()["error"]
+    finally:
+        slots.release()
+        slots.release()
+    assert client.post("/api/predict", data={"image": (io.BytesIO(upload), "d.png")}).status_code == 200
+    assert slots.acquire(blocking=False) and slots.acquire(blocking=False)  # every slot came back
+    slots.release()
+    slots.release()
+
+
+def test_a_waiting_prediction_runs_when_a_slot_frees(tmp_path):
+    net = Network(MLPSpec(hidden=(16,)), seed=0)
+    net.save(tmp_path / "m.npz")
+    app = create_app([Choice("mlp", "test net", tmp_path / "m.npz", 0.5, None)], max_concurrent=1)
+    slots = app.extensions["nnstudy_gui_slots"]
+    slots.acquire()
+    answers = []
+    waiter = threading.Thread(target=lambda: answers.append(app.test_client().post(
+        "/api/predict", data={"image": (io.BytesIO(png_bytes(255 * np.eye(40))), "d.png")}).status_code))  # fmt: skip
+    waiter.start()
+    slots.release()
+    waiter.join(timeout=60)
+    assert answers == [200]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"image": 3}', 'JSON field "image" must be a data URL string (data:image/png;base64,...), not a number'),
+        ('{"image": [1, 2]}', '"image" must be a data URL string (data:image/png;base64,...), not a list'),
+        ('{"image": {"a": 1}}', '"image" must be a data URL string (data:image/png;base64,...), not an object'),
+        ("[1, 2]", 'the JSON body must be an object with an "image" field, not a list'),
+        ('{"image": "data:,", "model": ["cnn"]}', 'JSON field "model" must be a string, not a list'),
+        ('{"image": "data:image/png;base64,', "malformed JSON in the request body"),
+    ],
+)
+def test_json_of_the_wrong_shape_gets_a_4xx_naming_the_field(client, body, message):
+    r = client.post("/api/predict", data=body, content_type="application/json")
+    assert r.status_code == 400 and message in r.get_json()["error"], r.get_json()
+    assert "draw a digit" not in r.get_json()["error"]
 
 
 def free_port() -> int:
