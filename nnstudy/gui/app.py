@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -49,6 +50,7 @@ def create_app(
         app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
     slots = threading.BoundedSemaphore(max_concurrent)
     app.extensions["nnstudy_gui_slots"] = slots
+    workers = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="nnstudy-gui-predict")
     page = resources.files("nnstudy.gui").joinpath("index.html").read_text(encoding="utf-8")
 
     @app.before_request
@@ -79,11 +81,14 @@ def create_app(
         key = request.form.get("model") or _field(payload, "model") or choices[0].key
         if key not in networks:
             return jsonify(error=f"unknown model {key!r}; choose one of {sorted(networks)}"), 400
+        try:
+            data = _image_bytes(payload)
+        except DigitImageError as exc:
+            return jsonify(error=str(exc)), 422
         if not slots.acquire(timeout=queue_seconds):
             return jsonify(error=f"busy: {max_concurrent} predictions are running; try again in a moment"), 429
-        try:
-            digit = mnist_style(load_image(_image_bytes(payload)))
-            proba = networks[key].predict_proba(digit[None])[0]
+        try:  # on the pool's own threads, so that only they ever hold a large decoded image (malloc arenas)
+            digit, proba = workers.submit(_recognise, data, networks[key]).result()
         except DigitImageError as exc:
             return jsonify(error=str(exc)), 422
         finally:
@@ -106,6 +111,11 @@ def create_app(
         return jsonify(error=exc.description), exc.code
 
     return app
+
+
+def _recognise(data: bytes, network: Network) -> tuple[np.ndarray, np.ndarray]:
+    digit = mnist_style(load_image(data))
+    return digit, network.predict_proba(digit[None])[0]
 
 
 def _same_origin(origin: str, host_url: str) -> bool:
