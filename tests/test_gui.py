@@ -204,6 +204,16 @@ def test_a_waiting_prediction_runs_when_a_slot_frees(tmp_path):
     assert answers == [200]
 
 
+def test_non_finite_probabilities_are_an_error_not_nan_in_the_json(tmp_path):
+    net = Network(MLPSpec(hidden=(16,)), seed=0)
+    for value in net.params.values():
+        value.fill(np.nan)  # a damaged checkpoint, already loaded
+    app = create_app([Choice("mlp", "test net", tmp_path / "unused.npz", 0.5, None)], {"mlp": net})
+    r = app.test_client().post("/api/predict", data={"image": (io.BytesIO(png_bytes(255 * np.eye(40))), "d.png")})
+    assert r.status_code == 500 and "non-finite probabilities" in r.get_json()["error"]
+    assert "NaN" not in r.get_data(as_text=True)
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
