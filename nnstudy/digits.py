@@ -20,9 +20,18 @@ MAX_SIDE = 1024  # decoded images are reduced (box average, still 8- or 16-bit) 
 MIN_CONTRAST = 0.08  # ink must differ from the paper by at least this much (of the full grey range)
 NOISE_FLOOR_SIGMAS = 5.0  # ... and by this many times the paper's noise (after the blur)
 MNIST_CENTRE = 14.0  # MNIST's centre of mass, in pixel indices (its training digits: 14.00 +- 0.29 both ways)
-INK_PEAK_PERCENTILE = 75
+INK_PEAK_PERCENTILE = 75  # this percentile of the ink is taken as full ink (MNIST strokes have a saturated core)
 MIN_PART = 0.05  # strokes smaller than this fraction of the largest one are specks, not part of the digit
 _NATIVE = {"L", "LA", "RGB", "RGBA", "I", "F"}  # modes that Image.reduce works on
+_ORIENTATION = {  # EXIF orientation (tag 0x0112) -> the transpose that makes the picture upright
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class DigitImageError(ValueError):
@@ -35,7 +44,7 @@ def load_image(data: bytes) -> np.ndarray:
     The pixel count is bounded before decoding, a JPEG is downscaled by its decoder (``Image.draft``) and any
     other image is reduced in its own integer mode before the (small) float conversion. 16-bit images keep
     their range; transparent pixels become paper that contrasts with the opaque ink (white paper under dark
-    ink, black under light ink)."""
+    ink, black under light ink); an EXIF orientation (a phone photo taken sideways) is applied."""
     if not data:
         raise DigitImageError("the upload is empty")
     try:
@@ -48,7 +57,9 @@ def load_image(data: bytes) -> np.ndarray:
                 raise DigitImageError(f"the image is too large ({img.width}x{img.height} pixels)")
             img.load()
             full_scale = 65535.0 if img.mode.startswith("I;16") else None
-            return _grey(_reduced(img), full_scale)
+            small = _reduced(img)
+            turn = _ORIENTATION.get(img.getexif().get(0x0112, 1))  # phone photos are often stored sideways
+            return _grey(small.transpose(turn) if turn is not None else small, full_scale)
     except Image.DecompressionBombError as exc:
         raise DigitImageError(f"the image is too large: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:

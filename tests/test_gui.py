@@ -150,6 +150,18 @@ def test_white_ink_on_a_transparent_background_is_read(client):
     assert r.status_code == 200, r.get_json()
 
 
+def test_a_photo_stored_sideways_is_turned_upright_by_its_exif_orientation():
+    upright = np.full((80, 60), 255, np.uint8)
+    upright[10:70, 20:26] = upright[10:16, 20:50] = 0  # a "Γ": a bar with a flag to the right at the top
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view": the camera stored the picture turned anticlockwise
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(buffer, format="JPEG", exif=exif)
+    grey = load_image(buffer.getvalue())
+    assert grey.shape == upright.shape
+    assert np.abs(grey - upright / 255).mean() < 0.03
+
+
 def test_cross_origin_requests_are_refused(client):
     body = {"image": "data:image/png;base64," + base64.b64encode(png_bytes(255 * np.eye(40))).decode()}
     r = client.post("/api/predict", json=body, headers={"Origin": "http://evil.example"})
