@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
-from flask import Flask, jsonify, request
+from flask import Flask, abort, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from nnlib import Network
@@ -18,16 +22,48 @@ from ..digits import DigitImageError, load_image, mnist_style
 from .models import Choice, find_models, load_models
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+MAX_CONCURRENT = 2  # predictions decoding and running at once; more wait (up to QUEUE_SECONDS), then get 429
+QUEUE_SECONDS = 10.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+JSON_TYPES = {bool: "a boolean", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 
-def create_app(choices: list[Choice], networks: dict[str, Network] | None = None) -> Flask:
-    """The app for the given checkpoints (the first is the default)."""
+def create_app(
+    choices: list[Choice],
+    networks: dict[str, Network] | None = None,
+    *,
+    max_concurrent: int = MAX_CONCURRENT,
+    queue_seconds: float = QUEUE_SECONDS,
+    trusted_hosts: tuple[str, ...] | None = LOOPBACK,
+) -> Flask:
+    """The app for the given checkpoints (the first is the default).
+
+    Requests from other web sites are refused (``Origin`` or ``Sec-Fetch-Site``), and so is a ``Host`` that is
+    not in ``trusted_hosts`` (DNS rebinding; None accepts any, for a server bound to another address). At most
+    ``max_concurrent`` predictions run at once; the slots are ``app.extensions["nnstudy_gui_slots"]``."""
     if not choices:
         raise ValueError("no trained model: run the study first (snakemake --cores N), or pass --model")
     networks = networks or load_models(choices)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
+    if trusted_hosts is not None:
+        app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
+    slots = threading.BoundedSemaphore(max_concurrent)
+    app.extensions["nnstudy_gui_slots"] = slots
+    workers = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="nnstudy-gui-predict")
     page = resources.files("nnstudy.gui").joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.before_request
+    def same_origin_only():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return None
+        site = request.headers.get("Sec-Fetch-Site")
+        if site is not None and site not in ("same-origin", "none"):
+            abort(403, f"cross-origin request refused (Sec-Fetch-Site: {site}): use the page this server serves")
+        origin = request.headers.get("Origin")
+        if origin is not None and not _same_origin(origin, request.host_url):
+            abort(403, f"cross-origin request refused (Origin: {origin}): use the page this server serves")
+        return None
 
     @app.get("/")
     def index():
@@ -41,15 +77,24 @@ def create_app(choices: list[Choice], networks: dict[str, Network] | None = None
 
     @app.post("/api/predict")
     def predict():
-        key = request.form.get("model") or (request.get_json(silent=True) or {}).get("model") or choices[0].key
+        payload = _json_payload()
+        key = request.form.get("model") or _field(payload, "model") or choices[0].key
         if key not in networks:
             return jsonify(error=f"unknown model {key!r}; choose one of {sorted(networks)}"), 400
         try:
-            data = _image_bytes()
-            digit = mnist_style(load_image(data))
+            data = _image_bytes(payload)
         except DigitImageError as exc:
             return jsonify(error=str(exc)), 422
-        proba = networks[key].predict_proba(digit[None])[0]
+        if not slots.acquire(timeout=queue_seconds):
+            return jsonify(error=f"busy: {max_concurrent} predictions are running; try again in a moment"), 429
+        try:  # on the pool's own threads, so that only they ever hold a large decoded image (malloc arenas)
+            digit, proba = workers.submit(_recognise, data, networks[key]).result()
+        except DigitImageError as exc:
+            return jsonify(error=str(exc)), 422
+        finally:
+            slots.release()
+        if not np.all(np.isfinite(proba)):
+            return jsonify(error=f"the model {key!r} gave non-finite probabilities: its checkpoint is damaged"), 500
         return jsonify(
             model=key,
             digit=int(np.argmax(proba)),
@@ -68,12 +113,47 @@ def create_app(choices: list[Choice], networks: dict[str, Network] | None = None
     return app
 
 
-def _image_bytes() -> bytes:
+def _recognise(data: bytes, network: Network) -> tuple[np.ndarray, np.ndarray]:
+    digit = mnist_style(load_image(data))
+    return digit, network.predict_proba(digit[None])[0]
+
+
+def _same_origin(origin: str, host_url: str) -> bool:
+    a, b = urlsplit(origin), urlsplit(host_url)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
+
+
+def _json_payload() -> dict:
+    """The JSON body as an object ({} for a form upload); 400 naming the fault for anything else."""
+    if not request.is_json:
+        return {}
+    try:
+        payload = json.loads(request.get_data())
+    except ValueError as exc:
+        abort(400, f"malformed JSON in the request body: {exc}")
+    if not isinstance(payload, dict):
+        abort(400, f'the JSON body must be an object with an "image" field, not {_json_type(payload)}')
+    return payload
+
+
+def _field(payload: dict, name: str) -> str | None:
+    """A string field of the JSON body (None when absent); 400 naming the field when it is not a string."""
+    value = payload.get(name)
+    if value is not None and not isinstance(value, str):
+        expected = "a data URL string (data:image/png;base64,...)" if name == "image" else "a string"
+        abort(400, f'the JSON field "{name}" must be {expected}, not {_json_type(value)}')
+    return value
+
+
+def _json_type(value: object) -> str:
+    return JSON_TYPES.get(type(value), "a string" if isinstance(value, str) else "null")
+
+
+def _image_bytes(payload: dict) -> bytes:
     """The uploaded file, or a ``data:image/...;base64,`` URL from the drawing canvas."""
     if "image" in request.files:
         return request.files["image"].read()
-    payload = request.get_json(silent=True) or {}
-    url = payload.get("image") or request.form.get("image") or ""
+    url = _field(payload, "image") or request.form.get("image") or ""
     if not url:
         raise DigitImageError("no image: draw a digit or choose a file")
     _, _, encoded = url.partition(",")
@@ -101,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         choices = find_models(args.results)
     try:
-        app = create_app(choices)
+        app = create_app(choices, trusted_hosts=LOOPBACK if args.host in LOOPBACK else None)
     except ValueError as exc:
         parser.error(str(exc))
     names = ", ".join(c.key for c in choices)
