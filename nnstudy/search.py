@@ -42,11 +42,12 @@ log = logging.getLogger("nnstudy.search")
 
 
 def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorage:
-    """``journal`` (default): a journal file in the study's folder, safe for many processes on one
-    machine; ``journal:/path/file.journal``: one journal file that several workflows (or machines on a
-    shared file system) share.  Anything else is an SQLAlchemy URL (e.g. ``postgresql://...``)."""
+    """``journal`` (default): one journal file for all of a workflow's studies, ``results/search/optuna.journal``
+    (so one ``optuna-dashboard`` shows them all), safe for many processes on one machine;
+    ``journal:/path/file.journal``: one journal file that several workflows (or machines on a shared file
+    system) share.  Anything else is an SQLAlchemy URL (e.g. ``postgresql://...``)."""
     if spec == "journal" or spec.startswith("journal:"):
-        path = Path(study_dir) / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
+        path = Path(study_dir).parent / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     return open_rdb_storage(spec)
@@ -323,7 +324,7 @@ def setup_search(
     client.log_param(parent, "storage", "journal" if search_config["storage"] == "journal" else "rdb")
     for key, value in {"cell": cell.name, "optimizer": cell.optimizer, "mlflow_parent_run_id": parent}.items():
         opt_study.set_user_attr(key, value)
-    info = {"study": study, "storage_name": name, "study_dir": str(Path(study_dir).resolve()), "parent_run_id": parent}
+    info = {"study": study, "storage_name": name, "study_dir": str(study_dir), "parent_run_id": parent}  # relative
     atomic_write_json(out_path, info)
     return info
 

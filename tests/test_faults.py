@@ -149,7 +149,7 @@ def test_kill_during_search_loses_no_trial(tmp_path):
         grid={"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
         search={"n_trials": 8, "batch_size": 4, "workers": 2},
     )
-    journal = tmp_path / "results/search/lr-adam/optuna.journal"
+    journal = tmp_path / "results/search/optuna.journal"
     name = f"{config['study_name']}.lr-adam"
 
     def two_complete() -> bool:
@@ -208,7 +208,7 @@ def test_the_same_config_gives_the_same_answers_with_any_cores_and_after_a_kill(
     killed = tmp_path / "killed"
     killed.mkdir()
     config = write_small_study(killed)
-    journal = killed / "results/search/lr-cnn-adam/optuna.journal"
+    journal = killed / "results/search/optuna.journal"
 
     def mid_search() -> bool:
         if (killed / "results/search/lr-cnn-adam/round0/part0.json").exists():

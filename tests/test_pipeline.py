@@ -74,7 +74,7 @@ def test_mlflow_runs(study):
     for name, n_trials in (("lr-sgd", config["search"]["n_trials"]), ("lr-adam", config["search"]["n_trials"]),
                            ("lr-cnn-adam", config["cnn"]["n_trials"])):  # fmt: skip
         storage = optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(workdir / f"results/search/{name}/optuna.journal"))
+            optuna.storages.journal.JournalFileBackend(str(workdir / "results/search/optuna.journal"))
         )
         opt = optuna.load_study(study_name=f"test-study.{name}", storage=storage)
         finished = [t for t in opt.trials if t.state.is_finished() and t.state.name != "FAIL"]
@@ -165,7 +165,7 @@ def test_mlflow_and_optuna_conventions(study):
     search = client.search_runs([store["experiments"]["lr-search"]], "tags.status = 'pruned'", max_results=1000)
     assert search and all(r.info.status == "FINISHED" for r in search)
     storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(workdir / "results/search/lr-adam/optuna.journal"))
+        optuna.storages.journal.JournalFileBackend(str(workdir / "results/search/optuna.journal"))
     )
     opt = optuna.load_study(study_name="test-study.lr-adam", storage=storage)
     assert opt.metric_names == ["best_val_acc"]

@@ -47,6 +47,13 @@ def grid_results():
     return expand("results/grid/{cell}/seed{seed}/result.json", cell=CELLS, seed=SEEDS)
 
 
+def portable_path(path):
+    """Relative to the working directory when inside it, so that moving or copying the project folder
+    (code and results together) does not change a job's input paths and rerun it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def grid_models():
     return expand("results/grid/{cell}/seed{seed}/model.npz", cell=CELLS, seed=SEEDS)
 

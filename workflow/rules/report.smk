@@ -1,6 +1,6 @@
 LANGS = ["en", "zh"]
 REPORT_TEMPLATES = [
-    os.path.join(workflow.basedir, "report", "templates", name)
+    portable_path(os.path.join(workflow.basedir, "report", "templates", name))
     for name in ["lab_report.en.md.j2", "lab_report.zh.md.j2", "macros.j2", "style.css"]
 ]
 
