@@ -225,4 +225,7 @@ def part_slots(search: dict[str, Any], round_: int, part: int) -> list[int]:
 
 
 def fallback_lr(config: dict[str, Any], cell: Cell) -> dict[str, float]:
-    return config["cnn"]["fallback_lr"] if cell.arch == "cnn" else config["grid"]["fallback_lr"]
+    """The cell's own entry of the fallback table (nothing else, so editing another optimizer's fallback
+    does not rerun this cell)."""
+    table = config["cnn"]["fallback_lr"] if cell.arch == "cnn" else config["grid"]["fallback_lr"]
+    return {cell.optimizer: table[cell.optimizer]} if cell.optimizer in table else {}

@@ -23,8 +23,10 @@ def learning_rate(cell: Cell, best_file: str | Path | None, fallback: dict[str, 
     """The cell's learning rate and where it came from (a search's best, or the fallback table)."""
     if best_file:
         best = read_json(best_file)
-        if best.get("lr") is not None:
+        if best.get("lr") is not None and best.get("source") == "search":
             return float(best["lr"]), f"search:{best['study']}"
+        if best.get("lr") is not None:  # the search had no completed trial and handed on the fallback
+            return float(best["lr"]), f"fallback ({best['study']}: no completed trial)"
     if cell.optimizer not in fallback:
         raise ValueError(f"no learning rate for {cell.optimizer}: no search result and no grid.fallback_lr entry")
     return float(fallback[cell.optimizer]), "fallback"

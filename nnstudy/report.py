@@ -198,8 +198,8 @@ def build_context(
     searches = []
     for study in studies:
         best = read_json(search_dir / study / "best.json")
-        optimizer = study.removeprefix("lr-").split("-")[0]
-        seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2]
+        optimizer = best["optimizer"]  # from the study model, never parsed out of the study's name
+        seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2] if best["arch"] == "mlp" else None
         best["optimizer"] = optimizer
         best["lr_text"] = "—" if best.get("lr") is None else f"{best['lr']:.3g}"
         best["val_text"] = fmt_num(None if best.get("best_val_acc") is None else best["best_val_acc"] * 100)

@@ -380,6 +380,7 @@ def export_search(
     setup: dict[str, Any],
     search_config: dict[str, Any],
     fallback_lr: float | None,
+    cell: Cell,
     tracking: dict[str, Any],
     best_path: str | Path,
     trials_path: str | Path,
@@ -391,6 +392,9 @@ def export_search(
     held = frame[frame["holds_slot"]]
     best: dict[str, Any] = {
         "study": setup["study"],
+        "cell": cell.name,
+        "arch": cell.arch,
+        "optimizer": cell.optimizer,
         "n_trials": int(len(held)),
         "n_complete": int((held["state"] == "COMPLETE").sum()),
         "n_pruned": int((held["status"] == "pruned").sum()),

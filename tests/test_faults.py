@@ -239,6 +239,7 @@ def test_runs_that_go_nowhere_are_counted_apart_and_checkpoints_and_results_are_
     assert best["n_complete"] == 0 and best["n_collapsed"] == 3 and best["source"].startswith("fallback")
     runs = pd.read_csv(tmp_path / "results/tables/runs.csv").set_index("optimizer")
     assert runs.loc["sgd", "status"] == "collapsed" and runs.loc["adam", "status"] in ("diverged", "collapsed")
+    assert runs.loc["sgd", "lr_source"] == "fallback (lr-sgd: no completed trial)"  # not "search:lr-sgd"
     table1 = pd.read_csv(tmp_path / "results/tables/table1.csv").set_index("optimizer")
     assert (table1["n"] == 0).all() and table1.loc["sgd", "n_collapsed"] == 1
     assert "1 collapsed" in (tmp_path / "results/tables/table1.md").read_text()

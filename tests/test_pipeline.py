@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -85,20 +86,27 @@ def test_mlflow_runs(study):
     assert len(trials) == n_optuna
 
 
+def dry_run_with(workdir, config) -> subprocess.CompletedProcess:
+    """What Snakemake would do in the finished study with another config (the study's own is put back)."""
+    (workdir / "config.yaml").rename(workdir / "config.orig.yaml")
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    try:
+        return snakemake(workdir, "-n", "--cores", "2")
+    finally:
+        (workdir / "config.orig.yaml").replace(workdir / "config.yaml")
+
+
 def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     workdir, config = study
     proc = snakemake(workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    fallback = copy.deepcopy(config)
+    fallback["grid"]["fallback_lr"]["sgd"] = 0.05  # only the SGD cells depend on it
+    planned = re.findall(r"output: results/grid/(\S+)/seed", dry_run_with(workdir, fallback).stdout)
+    assert planned and all(cell.startswith("sgd-") for cell in planned), planned
+    config = copy.deepcopy(config)
     config["grid"]["dropout"] = [0.0, 0.3]
-    changed = workdir / "changed"
-    changed.mkdir()
-    (workdir / "config.yaml").rename(workdir / "config.orig.yaml")
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    try:
-        proc = snakemake(workdir, "-n", "--cores", "2")
-    finally:
-        (workdir / "config.yaml").replace(changed / "config.yaml")
-        (workdir / "config.orig.yaml").rename(workdir / "config.yaml")
+    proc = dry_run_with(workdir, config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert counts.get("train") == "8", proc.stdout  # 2 optimizers x 2 BN x dp0.3 x 2 seeds
     assert "search_round" not in counts and "download_mnist" not in counts
@@ -162,6 +170,11 @@ def test_mlflow_and_optuna_conventions(study):
         result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
         assert probabilities.shape == (len(data["y_test"]), 10)
         assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
+    parents = client.search_runs([store["experiments"]["lr-search"]], "tags.role = 'parent'", max_results=100)
+    n_trials = {p.data.tags["search"]: p.data.params["n_trials"] for p in parents}
+    assert n_trials == {"lr-sgd": "4", "lr-adam": "4", "lr-cnn-adam": str(config["cnn"]["n_trials"])}
+    best = json.loads((workdir / "results/search/lr-cnn-adam/best.json").read_text())
+    assert (best["optimizer"], best["arch"], best["cell"]) == ("adam", "cnn", "cnn-adam-bn0-dp0")
     search = client.search_runs([store["experiments"]["lr-search"]], "tags.status = 'pruned'", max_results=1000)
     assert search and all(r.info.status == "FINISHED" for r in search)
     storage = optuna.storages.JournalStorage(

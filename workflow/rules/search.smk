@@ -65,5 +65,6 @@ rule search_export:
         fallback_lr=lambda wildcards: fallback_lr(
             config, STUDY_CELLS[wildcards.study]
         ).get(STUDY_CELLS[wildcards.study].optimizer),
+        cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
         "../scripts/search_export.py"
