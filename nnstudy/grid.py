@@ -104,7 +104,7 @@ def run_grid_job(
         staged_model, staged_result = Path(pending) / model_path.name, Path(pending) / result_path.name
         outcome.net.save(staged_model, extra={"status": outcome.status, "lr": lr, "seed": seed})
         result = write_result(staged_result, fields, outcome, metrics)
-        if outcome.status == "ok":  # a model worth serving: logged as an MLflow model, with its dataset
+        if outcome.status == "ok" and tracking["log_models"]:  # worth serving: an MLflow model, with its data
             dataset = {"source": str(dataset_path), "name": "mnist-split", "digest": data["digest"][:16]}
             start = time.perf_counter()
             result["mlflow_model_id"] = log_model_and_dataset(

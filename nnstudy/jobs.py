@@ -43,6 +43,7 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "git": git_commit(REPO),
         "user": getpass.getuser(),
         "flush_seconds": config["mlflow"]["flush_seconds"],
+        "log_models": config["mlflow"]["log_models"],
         "workflow": workflow,
         "workflow_id": hashlib.sha256(workflow.encode()).hexdigest()[:12],  # for filters: no quoting trouble
     }
