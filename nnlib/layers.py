@@ -194,11 +194,11 @@ def maxpool_forward(x: Array, size: int = 2) -> tuple[Array, tuple]:
         mem.reshape(a, b, h // size, size, w // size, size).transpose(3, 5, 0, 1, 2, 4)
     ).reshape(size * size, a, b, h // size, w // size)
     out = planes[0].copy()
-    arg = np.zeros(out.shape, dtype=np.int8)
+    index = np.min_scalar_type(size * size - 1)  # uint8 up to 16 x 16 windows, wider beyond
+    arg = np.zeros(out.shape, dtype=index)
     for k in range(1, size * size):
-        larger = (planes[k] > out).view(np.int8)  # 0/1; strict, so ties keep the first position
-        arg -= arg * larger
-        arg += larger * np.int8(k)
+        larger = planes[k] > out  # strict, so ties keep the first position
+        arg[larger] = k
         np.maximum(out, planes[k], out=out)
     if channel_major:
         out, arg = out.transpose(1, 0, 2, 3), arg.transpose(1, 0, 2, 3)

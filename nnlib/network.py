@@ -15,6 +15,28 @@ Array = np.ndarray
 
 INITS = ("he", "xavier")
 DTYPES = ("float32", "float64")
+#: Specs are bounded before anything is allocated, so that a crafted checkpoint or config cannot ask
+#: for terabytes: at most this many trainable scalars (200 MB in float32) ...
+MAX_PARAMS = 50_000_000
+#: ... and at most this many activations per sample in a CNN's feature maps.
+MAX_ACTIVATIONS = 5_000_000
+
+
+def _dense_params(n_in: int, widths: tuple[int, ...], classes: int, bias: bool) -> int:
+    """Trainable scalars of fully connected layers ``n_in -> widths... -> classes`` (BN: gamma and beta)."""
+    total = 0
+    for width in widths:
+        total += n_in * width + 2 * width  # weight, and the bias or BN's gamma and beta
+        n_in = width
+    return total + n_in * classes + classes
+
+
+def _check_size(spec: Any, n_params: int) -> None:
+    if n_params > MAX_PARAMS:
+        raise ValueError(
+            f"{type(spec).__name__} has {n_params:,} parameters; at most {MAX_PARAMS:,} are allowed "
+            "(nnlib.network.MAX_PARAMS)"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,11 @@ class MLPSpec(TrainingOptions):
         _check_common(self)
         if self.input_dim < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"MLPSpec sizes must be positive: input_dim={self.input_dim}, hidden={self.hidden}")
+        _check_size(self, self.n_params())
+
+    def n_params(self) -> int:
+        """Number of trainable scalars, computed without allocating anything."""
+        return _dense_params(self.input_dim, self.hidden, self.classes, True)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with the spec's kind."""
@@ -86,19 +113,38 @@ class CNNSpec(TrainingOptions):
         _check_common(self)
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"CNNSpec input_shape must be (channels, height, width), got {self.input_shape}")
+        if self.pool < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"CNNSpec sizes must be positive: pool={self.pool}, hidden={self.hidden}")
         self.feature_shape()  # checks that every stage fits
+        _check_size(self, self.n_params())
 
     def feature_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) after the last pooling stage."""
         c, h, w = self.input_shape
+        activations = c * h * w
         for filters, kernel in self.conv:
             h, w = h - kernel + 1, w - kernel + 1
             if h < 1 or w < 1 or filters < 1 or kernel < 1:
                 raise ValueError(f"CNNSpec: conv stage ({filters}, {kernel}) does not fit the input {self.input_shape}")
             if h % self.pool or w % self.pool:
                 raise ValueError(f"CNNSpec: feature map {h}x{w} is not a multiple of pool size {self.pool}")
+            activations += filters * h * w
             c, h, w = filters, h // self.pool, w // self.pool
+        if activations > MAX_ACTIVATIONS:
+            raise ValueError(
+                f"CNNSpec has {activations:,} activations per sample; at most {MAX_ACTIVATIONS:,} are allowed "
+                "(nnlib.network.MAX_ACTIVATIONS)"
+            )
         return c, h, w
+
+    def n_params(self) -> int:
+        """Number of trainable scalars, computed without allocating anything."""
+        total, c = 0, self.input_shape[0]
+        for filters, kernel in self.conv:
+            total += filters * c * kernel * kernel + filters  # weight, and the bias or (with BN) gamma and beta
+            total += filters if self.batchnorm else 0
+            c = filters
+        return total + _dense_params(math.prod(self.feature_shape()), self.hidden, self.classes, True)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -450,14 +496,30 @@ class Network:
 
     @classmethod
     def load(cls, path: str) -> Network:
-        """Read a checkpoint written by ``save``; anything else raises CheckpointError."""
+        """Read a checkpoint written by ``save``; anything else raises CheckpointError.
+
+        The spec is bounded (MAX_PARAMS) before any parameter is allocated, and parameters or
+        buffers holding NaN or infinity are refused.
+        """
+        try:
+            with open(path, "rb") as handle:
+                magic = handle.read(4)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path}: file not found") from None
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {path}: cannot be read ({exc})") from None
+        if magic != b"PK\x03\x04":  # every .npz is a zip archive; np.load would guess "pickle" for anything else
+            kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+            raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({kind})")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {path}: file not found") from None
-        except Exception as exc:  # zip, npy header or pickle-refusal faults
-            raise CheckpointError(f"checkpoint {path}: not a readable .npz file ({exc})") from None
+        except ValueError as exc:
+            if "pickle" not in str(exc):
+                raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({exc})") from None
+            raise CheckpointError(f"checkpoint {path}: contains pickled (object) data, which is refused") from None
+        except Exception as exc:  # zip or npy header faults
+            raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({exc})") from None
         if not isinstance(arrays, dict) or str(arrays.get("format", "")) != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path}: not an nnlib checkpoint (no format={CHECKPOINT_FORMAT!r})")
         try:
@@ -469,6 +531,8 @@ class Network:
             for key, value in arrays.items():
                 if key.startswith(("param/", "buffer/")) and value.dtype != net.dtype:
                     raise ValueError(f"{key} has dtype {value.dtype}, expected {net.dtype}")
+                if key.startswith(("param/", "buffer/")) and not np.isfinite(value).all():
+                    raise ValueError(f"{key} holds non-finite values (NaN or infinity)")
             net.load_state(arrays)
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path}: {exc}") from None

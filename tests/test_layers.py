@@ -157,3 +157,13 @@ def test_maxpool_gradient_layouts_and_ties(rng):
     np.testing.assert_array_equal(F.maxpool_backward(np.ones((1, 1, 1, 1)), tie), [[[[1.0, 0.0], [0.0, 0.0]]]])
     with pytest.raises(ValueError, match="not a multiple of the pool size"):
         F.maxpool_forward(np.zeros((1, 1, 5, 4)), 2)
+
+
+def test_maxpool_large_window_argmax_does_not_overflow(rng):
+    # 12 x 12 windows have 144 positions: more than an int8 arg-max can hold
+    x = rng.standard_normal((2, 3, 24, 24))
+    out, cache = F.maxpool_forward(x, 12)
+    np.testing.assert_array_equal(out, x.reshape(2, 3, 2, 12, 2, 12).max(axis=(3, 5)))
+    dout = rng.standard_normal(out.shape)
+    dx = F.maxpool_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(lambda: F.maxpool_forward(x, 12)[0], x, dout)) < TOL
