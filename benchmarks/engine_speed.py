@@ -259,7 +259,7 @@ def main() -> None:
             print(f"{label:>10}: nnlib {all_threads} threads / 1 thread = {gain:.2f}")
     if args.profile:
         with threadpool_limits(1):
-            for label in ("plain", "cnn"):
+            for label in [v for v in ("plain", "cnn") if not args.only or v in args.only]:
                 print(f"\nnnlib per-operation profile, {label}, 1 thread, ms per step of {BATCH} samples:")
                 rows = profile(variants[label], x, y, steps=200 if label == "plain" else 40)
                 total = rows[-1][1]

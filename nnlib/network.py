@@ -152,14 +152,21 @@ class CNNSpec(TrainingOptions):
         return {"kind": "cnn", **d}
 
     def build_layers(self) -> list[Layer]:
-        out: list[Layer] = [Reshape(self.input_shape)]
+        # feature maps are batch-last, (C, H, W, N), from the first convolution to the flattening
+        out: list[Layer] = [ToBatchLast(self.input_shape)]
         c = self.input_shape[0]
         for i, (filters, kernel) in enumerate(self.conv, start=1):
-            out.append(Conv2D(f"conv{i}", c, filters, kernel, bias=not self.batchnorm))
             if self.batchnorm:
-                out.append(SpatialBatchNorm(f"cbn{i}", filters, self.bn_momentum))
-            out += [MaxPool(self.pool), ReLU()]  # = ReLU then pool (max and ReLU commute), 4x less work
+                out += [
+                    Conv2D(f"conv{i}", c, filters, kernel, self.pool, bias=False),
+                    SpatialBatchNorm(f"cbn{i}", filters, self.bn_momentum),
+                    BlockMaxPool(),
+                    ReLU(),  # = ReLU then pool (max and ReLU commute), P*P times less work
+                ]
+            else:
+                out.append(ConvPoolReLU(f"conv{i}", c, filters, kernel, self.pool))
             c = filters
+        out.append(FromBatchLast())
         n_in = int(np.prod(self.feature_shape()))
         if self.dropout > 0:
             out.append(Dropout("dropout0", self.dropout))
@@ -298,58 +305,83 @@ class Dropout(Layer):
         return F.dropout_backward(dout, cache), {}
 
 
-class Reshape(Layer):
-    """Give every sample the shape the next layer expects (e.g. (28, 28) images to (1, 28, 28))."""
+class ToBatchLast(Layer):
+    """Samples (N, ...) of ``shape`` (C, H, W) to one contiguous batch-last array (C, H, W, N)."""
 
-    name = "reshape"
+    name = "to_batch_last"
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = tuple(shape)
 
     def forward(self, x, params, buffers, train, rng):
-        return x.reshape((x.shape[0], *self.shape)), x.shape
+        flat = x.reshape(x.shape[0], -1)
+        return np.ascontiguousarray(flat.T).reshape(*self.shape, x.shape[0]), x.shape
 
     def backward(self, dout, cache, need_dx):
-        return dout.reshape(cache), {}
+        return np.ascontiguousarray(dout.reshape(-1, dout.shape[-1]).T).reshape(cache), {}
+
+
+class FromBatchLast(Layer):
+    """Batch-last feature maps (C, H, W, N) to flat samples (N, C*H*W), features in (C, H, W) order."""
+
+    name = "from_batch_last"
+
+    def forward(self, x, params, buffers, train, rng):
+        return np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T), x.shape
+
+    def backward(self, dout, cache, need_dx):
+        return np.ascontiguousarray(dout.T).reshape(cache), {}
 
 
 class Conv2D(WeightLayer):
-    """Valid (unpadded) stride-1 convolution with F filters of size k x k."""
+    """Valid (unpadded) stride-1 convolution with F filters of size k x k, on batch-last (C, H, W, N)
+    maps, returning its output in pooling blocks (F, P*P, H'/P, W'/P, N) for the max pooling after it."""
 
-    forward_fn = staticmethod(F.conv2d_forward)
-    backward_fn = staticmethod(F.conv2d_backward)
+    forward_fn = staticmethod(F.conv_blocks_forward)
+    backward_fn = staticmethod(F.conv_blocks_backward)
 
-    def __init__(self, name: str, channels: int, filters: int, kernel: int, bias: bool = True) -> None:
+    def __init__(self, name: str, channels: int, filters: int, kernel: int, pool: int, bias: bool = True) -> None:
         shape = (filters, channels, kernel, kernel)
         super().__init__(name, shape, (channels * kernel**2, filters * kernel**2), filters, bias)
-
-
-class MaxPool(Layer):
-    name = "maxpool"
-
-    def __init__(self, size: int) -> None:
-        self.size = size
+        self.pool = pool
 
     def forward(self, x, params, buffers, train, rng):
-        return F.maxpool_forward(x, self.size)
+        return type(self).forward_fn(x, params[self.w], params[self.b] if self.b else None, self.pool)
+
+
+class ConvPoolReLU(Conv2D):
+    """Convolution, max pooling, bias and ReLU in one step (networks without batch norm)."""
+
+    forward_fn = staticmethod(F.conv_pool_relu_forward)
+    backward_fn = staticmethod(F.conv_pool_relu_backward)
+
+    def __init__(self, name: str, channels: int, filters: int, kernel: int, pool: int) -> None:
+        super().__init__(name, channels, filters, kernel, pool, bias=True)
+
+
+class BlockMaxPool(Layer):
+    """Max pooling of a convolution's output in pooling blocks: (F, P*P, ...) -> (F, ...)."""
+
+    name = "maxpool"
+
+    def forward(self, x, params, buffers, train, rng):
+        return F.block_maxpool_forward(x)
 
     def backward(self, dout, cache, need_dx):
-        return F.maxpool_backward(dout, cache), {}
+        return F.block_maxpool_backward(dout, cache), {}
 
 
 class SpatialBatchNorm(BatchNorm):
-    """Batch norm per channel of an (N, C, H, W) input, over N, H and W."""
+    """Batch norm per channel of a channel-first (C, ...) input, over every other axis."""
 
     def forward(self, x, params, buffers, train, rng):
-        n, c, h, w = x.shape
-        flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
-        out, cache = super().forward(flat, params, buffers, train, rng)
-        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+        out, cache = super().forward(x.reshape(x.shape[0], -1).T, params, buffers, train, rng)
+        return out.T.reshape(x.shape), (cache, x.shape)
 
     def backward(self, dout, cache, need_dx):
-        inner, (n, c, h, w) = cache
-        dx, grads = super().backward(dout.transpose(0, 2, 3, 1).reshape(-1, c), inner, need_dx)
-        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), grads
+        inner, shape = cache
+        dx, grads = super().backward(dout.reshape(shape[0], -1).T, inner, need_dx)
+        return dx.T.reshape(shape), grads
 
 
 def build_layers(spec: Any) -> list[Layer]:

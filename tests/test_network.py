@@ -216,3 +216,17 @@ def test_random_bytes_are_not_called_pickled_data(tmp_path):
         np.save(handle, np.ones(3))
     with pytest.raises(CheckpointError, match="not a valid .npz checkpoint"):
         Network.load(single)
+
+
+def test_cnn_scores_equal_the_nchw_layer_by_layer_reference():
+    # checkpoints keep their meaning: the same parameters give the scores of the plain NCHW definition
+    from nnlib import layers as F
+
+    net = Network(CNNSpec(dtype="float64", hidden=(7,)), seed=4)
+    x = np.random.default_rng(1).random((5, 28, 28))
+    p = net.params
+    h = x.reshape(5, 1, 28, 28)
+    for i in (1, 2):
+        h = F.relu_forward(F.maxpool_forward(F.conv2d_forward(h, p[f"conv{i}.w"], p[f"conv{i}.b"])[0], 2)[0])[0]
+    h = F.relu_forward(h.reshape(5, -1) @ p["fc1.w"] + p["fc1.b"])[0]
+    np.testing.assert_allclose(net.forward(x)[0], h @ p["fc2.w"] + p["fc2.b"], rtol=1e-12, atol=1e-12)
