@@ -5,8 +5,9 @@ MNIST shape, the same with batch norm and dropout p=0.5, and the LeNet-style CNN
 conv 16x5x5 - pool - affine) on ``--cnn-samples`` samples.  After one warm-up epoch on each side, every
 measurement is ``--pairs`` pairs of one nnlib epoch and one PyTorch epoch run back to back (the order
 alternates from pair to pair), so that both see the same machine state; the figure reported is the
-median ratio over the pairs, with its spread (min-max).  The CPU model and the BLAS kernel are printed
-first, and the last line is machine-readable (medians):
+median ratio over the pairs, with its spread (min-max).  The ratio of the CPU seconds both sides used
+(process time) is printed beside it: on a shared machine it is less disturbed by other processes.  The CPU model
+and the BLAS kernel are printed first, and the last line is machine-readable (medians):
 
     ratio_1thread=<nnlib/torch> ratio_allthreads=<nnlib/torch> cnn_ratio_1thread=<nnlib/torch>
 
@@ -123,17 +124,18 @@ def torch_epoch(spec: MLPSpec | CNNSpec, x: np.ndarray, y: np.ndarray) -> Callab
 
 def interleaved(ours: Callable[[], None], theirs: Callable[[], None], n: int, pairs: int) -> dict[str, list[float]]:
     """Samples/s of both sides and their ratio in each of ``pairs`` back-to-back pairs."""
-    out: dict[str, list[float]] = {"nnlib": [], "torch": [], "ratio": []}
+    out: dict[str, list[float]] = {"nnlib": [], "torch": [], "ratio": [], "cpu_ratio": []}
     for i in range(pairs):
-        speed = {}
+        speed, cpu = {}, {}
         for side in ("nnlib", "torch") if i % 2 == 0 else ("torch", "nnlib"):
             run = ours if side == "nnlib" else theirs
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             run()
-            speed[side] = n / (time.perf_counter() - t0)
+            speed[side], cpu[side] = n / (time.perf_counter() - t0), time.process_time() - c0
         for side, value in speed.items():
             out[side].append(value)
         out["ratio"].append(speed["nnlib"] / speed["torch"])
+        out["cpu_ratio"].append(cpu["torch"] / cpu["nnlib"])
     return out
 
 
@@ -162,16 +164,19 @@ def gemm_bound(threads: int, reps: int = 300) -> float:
 
 
 def profile(spec: MLPSpec | CNNSpec, x: np.ndarray, y: np.ndarray, steps: int) -> list[tuple[str, float]]:
-    """Milliseconds per training step spent in each layer's forward and backward, the loss and Adam."""
+    """Milliseconds per training step spent in each layer's forward and backward, the loss and Adam.
+
+    CPU time of this thread (one BLAS thread), so that other processes on the machine disturb it less.
+    """
     net = Network(spec, seed=0)
     opt = Adam(LR)
     spent: dict[str, float] = defaultdict(float)
 
     def timed(label: str, fn: Callable) -> Callable:
         def wrapper(*args, **kwargs):
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             result = fn(*args, **kwargs)
-            spent[label] += time.perf_counter() - t0
+            spent[label] += time.thread_time() - t0
             return result
 
         return wrapper
@@ -187,17 +192,17 @@ def profile(spec: MLPSpec | CNNSpec, x: np.ndarray, y: np.ndarray, steps: int) -
         F.softmax_cross_entropy = timed("softmax cross-entropy", loss_fn)
         for _round in range(2):  # the first round warms up
             spent.clear()
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             for s in range(steps):
                 idx = order[(s * BATCH) % len(x) :][:BATCH]
-                t_gather = time.perf_counter()
+                t_gather = time.thread_time()
                 xb, yb = x[idx], y[idx]
-                spent["batch gather"] += time.perf_counter() - t_gather
+                spent["batch gather"] += time.thread_time() - t_gather
                 _, grads = net.loss_and_grads(xb, yb, rng)
-                t_opt = time.perf_counter()
+                t_opt = time.thread_time()
                 opt.step(net.params, grads)
-                spent["adam step"] += time.perf_counter() - t_opt
-            total = time.perf_counter() - t0
+                spent["adam step"] += time.thread_time() - t_opt
+            total = time.thread_time() - t0
     finally:
         F.softmax_cross_entropy = loss_fn
     rows = [(label, 1e3 * seconds / steps) for label, seconds in spent.items()]
@@ -245,7 +250,8 @@ def main() -> None:
             speeds[label, threads] = statistics.median(result["nnlib"])
             print(
                 f"{label:>10} threads={threads}: nnlib {summary(result['nnlib'], ',.0f')} samples/s, "
-                f"torch {summary(result['torch'], ',.0f')} samples/s, ratio {summary(result['ratio'], '.2f')}",
+                f"torch {summary(result['torch'], ',.0f')} samples/s, ratio {summary(result['ratio'], '.2f')}; "
+                f"CPU-seconds ratio {summary(result['cpu_ratio'], '.2f')}",
                 flush=True,
             )
             if label == "plain":

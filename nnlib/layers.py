@@ -228,6 +228,22 @@ def maxpool_backward(dout: Array, cache: tuple) -> Array:
 # smaller for a little more arithmetic.
 
 
+def scratch(work: dict | None, key: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+    """An uninitialised array for a temporary, reused from ``work`` (a layer's workspace dict) when given.
+
+    Training steps allocate and free the same few multi-megabyte temporaries every step; glibc hands
+    such blocks back to the kernel and page-faults them in anew each time, which cost more than all
+    the convolutions' arithmetic.  A buffer taken from ``work`` is overwritten by the next call with
+    the same workspace, so a cache is only valid until then (a network's training step keeps to that).
+    """
+    if work is None:
+        return np.empty(shape, dtype=dtype)
+    buf = work.get(key)
+    if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+        buf = work[key] = np.empty(shape, dtype=dtype)
+    return buf
+
+
 def _shapes(x_shape: tuple[int, ...], kernel: int, pool: int) -> tuple[int, int]:
     """Pooled output size (PH, PW) of a valid convolution, checking that it fits and tiles."""
     _, h, w, _ = x_shape
@@ -259,24 +275,27 @@ def toeplitz_weights(w: Array, pool: int) -> Array:
     return t.reshape(pool * f, -1)
 
 
-def conv_blocks_forward(x: Array, w: Array, b: Array | None, pool: int) -> tuple[Array, tuple]:
+def conv_blocks_forward(
+    x: Array, w: Array, b: Array | None, pool: int, work: dict | None = None
+) -> tuple[Array, tuple]:
     """Valid stride-1 convolution of a batch-last x (C, H, W, N) with w (F, C, K, K), bias added.
 
     Returns the output in pooling blocks, (F, P, P, PH, PW, N) (see above); its memory order is
-    (b, f, a, i, j, n), that of the GEMM.
+    (b, f, a, i, j, n), that of the GEMM.  ``work``: a workspace for the large temporaries (``scratch``).
     """
     f, c, kernel, _ = w.shape
     if x.shape[0] != c:
         raise ValueError(f"conv: input has {x.shape[0]} channels, weights expect {c}")
     view = _patches(x, kernel, pool)
-    cols = np.empty(view.shape, dtype=x.dtype)
+    cols = scratch(work, "cols", view.shape, x.dtype)
     np.copyto(cols, view)
     cols = cols.reshape(c * kernel * (kernel + pool - 1), -1)
     toeplitz = toeplitz_weights(w, pool)
-    out = (toeplitz @ cols).reshape(pool, f, *view.shape[3:])
+    out = np.matmul(toeplitz, cols, out=scratch(work, "conv", (pool * f, cols.shape[1]), x.dtype))
+    out = out.reshape(pool, f, *view.shape[3:])
     if b is not None:
         out += b[:, None, None, None, None]
-    return out.transpose(1, 2, 0, 3, 4, 5), (x.shape, cols, w, toeplitz, pool, b is not None)
+    return out.transpose(1, 2, 0, 3, 4, 5), (x.shape, cols, w, toeplitz, pool, b is not None, work)
 
 
 def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array | None]:
@@ -284,7 +303,7 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
 
     dx is scattered back with one strided add per patch offset, each over contiguous N-stretches.
     """
-    x_shape, cols, w, toeplitz, pool, has_bias = cache
+    x_shape, cols, w, toeplitz, pool, has_bias, work = cache
     f, c, kernel, _ = w.shape
     dmat = np.ascontiguousarray(dout.transpose(2, 0, 1, 3, 4, 5)).reshape(pool * f, -1)  # GEMM order
     dt = (dmat @ cols.T).reshape(pool, f, c, kernel, kernel + pool - 1)
@@ -296,8 +315,10 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
         return None, dw, db
     ph, pw = _shapes(x_shape, kernel, pool)
     n = x_shape[3]
-    dcols = (toeplitz.T @ dmat).reshape(c, kernel, kernel + pool - 1, pool, ph, pw, n)
-    dx = np.zeros(x_shape, dtype=dout.dtype)
+    dcols = np.matmul(toeplitz.T, dmat, out=scratch(work, "dcols", (toeplitz.shape[1], dmat.shape[1]), dout.dtype))
+    dcols = dcols.reshape(c, kernel, kernel + pool - 1, pool, ph, pw, n)
+    dx = scratch(work, "dx", x_shape, dout.dtype)
+    dx.fill(0)
     for di in range(kernel):
         rows = dx[:, di : di + pool * ph]
         for e in range(kernel + pool - 1):
@@ -306,20 +327,22 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
     return dx, dw, db
 
 
-def block_maxpool_forward(x: Array) -> tuple[Array, tuple]:
+def block_maxpool_forward(x: Array, work: dict | None = None) -> tuple[Array, tuple]:
     """Max pooling of a convolution's output in pooling blocks: x (F, P, P, ...) -> (F, ...)."""
     pool = x.shape[1]
     out = x[:, 0, 0].copy()
     for k in range(1, pool * pool):
         np.maximum(out, x[:, k // pool, k % pool], out=out)
-    return out, (x, out)
+    return out, (x, out, work)
 
 
 def block_maxpool_backward(dout: Array, cache: tuple) -> Array:
     """Route each gradient to the first block (in a, b order) that holds its window's maximum."""
-    x, out = cache
+    x, out, work = cache
     pool = x.shape[1]
-    dx = np.empty_like(x, dtype=dout.dtype)  # x's memory order, which the convolution's backward wants
+    # in x's memory order, which the convolution's backward wants
+    order = np.argsort(x.strides)[::-1]
+    dx = scratch(work, "dpool", tuple(np.array(x.shape)[order]), dout.dtype).transpose(np.argsort(order))
     remaining = dout.copy()
     hit = np.empty(out.shape, dtype=bool)
     for k in range(pool * pool):
@@ -331,14 +354,14 @@ def block_maxpool_backward(dout: Array, cache: tuple) -> Array:
     return dx
 
 
-def conv_pool_relu_forward(x: Array, w: Array, b: Array, pool: int) -> tuple[Array, tuple]:
+def conv_pool_relu_forward(x: Array, w: Array, b: Array, pool: int, work: dict | None = None) -> tuple[Array, tuple]:
     """Convolution, P x P max pooling, bias and ReLU of a batch-last x (C, H, W, N) -> (F, PH, PW, N).
 
     The bias is added after pooling, and the ReLU applied after it: both commute with the maximum,
-    and the pooled map is P*P times smaller.
+    and the pooled map is P*P times smaller.  ``work``: a workspace for the large temporaries (``scratch``).
     """
-    conv, conv_cache = conv_blocks_forward(x, w, None, pool)
-    pooled, pool_cache = block_maxpool_forward(conv)
+    conv, conv_cache = conv_blocks_forward(x, w, None, pool, work)
+    pooled, pool_cache = block_maxpool_forward(conv, work)
     out = pooled + b[:, None, None, None]
     np.maximum(out, 0, out=out)
     return out, (conv_cache, pool_cache, out)

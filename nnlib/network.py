@@ -344,9 +344,11 @@ class Conv2D(WeightLayer):
         shape = (filters, channels, kernel, kernel)
         super().__init__(name, shape, (channels * kernel**2, filters * kernel**2), filters, bias)
         self.pool = pool
+        self.work: dict[str, Array] = {}  # reused temporaries of training steps (layers.scratch)
 
     def forward(self, x, params, buffers, train, rng):
-        return type(self).forward_fn(x, params[self.w], params[self.b] if self.b else None, self.pool)
+        work = self.work if train else None
+        return type(self).forward_fn(x, params[self.w], params[self.b] if self.b else None, self.pool, work)
 
 
 class ConvPoolReLU(Conv2D):
