@@ -434,6 +434,14 @@ class Network:
         for layer in self.layers:
             self.params.update(layer.init_params(rng, self.dtype, spec.init))
             self.buffers.update(layer.init_buffers(self.dtype))
+        # every parameter is a view of one flat buffer, which optimisers update in a few passes
+        self.flat_params = np.empty(sum(p.size for p in self.params.values()), dtype=self.dtype)
+        offset = 0
+        for name, p in self.params.items():
+            view = self.flat_params[offset : offset + p.size].reshape(p.shape)
+            view[...] = p
+            self.params[name] = view
+            offset += p.size
         self.weight_names = [n for layer in self.layers for n in layer.weight_names]
         # backward stops at the first layer with parameters: nothing needs the gradient of the input
         self.first_trainable = next(i for i, layer in enumerate(self.layers) if layer.weight_names)
