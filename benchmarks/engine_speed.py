@@ -218,6 +218,7 @@ def summary(values: list[float], fmt: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=7, help="interleaved nnlib/PyTorch epoch pairs (>= 5)")
+    parser.add_argument("--mlp-samples", type=int, default=N_SAMPLES, help="samples per timed MLP epoch")
     parser.add_argument("--cnn-samples", type=int, default=3_000, help="samples per timed CNN epoch")
     parser.add_argument("--only", choices=("plain", "bn_dropout", "cnn"), action="append", help="run only these")
     parser.add_argument("--profile", action="store_true", help="also print nnlib's per-operation profile")
@@ -228,7 +229,7 @@ def main() -> None:
 
     all_threads = os.cpu_count() or 1
     x, y = make_data()
-    print(f"CPU: {cpu_model()} ({all_threads} logical cores)")
+    print(f"CPU: {cpu_model()} ({all_threads} logical cores)", flush=True)
     print(f"BLAS: {blas_kernel()}")
     print(f"numpy {np.__version__}, torch {torch.__version__} (oneDNN {torch.backends.mkldnn.is_available()})")
     for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -241,7 +242,7 @@ def main() -> None:
     for label, spec in variants.items():
         if args.only and label not in args.only:
             continue
-        n = args.cnn_samples if label == "cnn" else len(x)
+        n = min(args.cnn_samples if label == "cnn" else args.mlp_samples, len(x))
         for threads in sorted({1, all_threads}):
             torch.set_num_threads(threads)
             with threadpool_limits(threads):
