@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--cnn-samples", type=int, default=3_000, help="samples per timed CNN epoch")
     parser.add_argument("--only", choices=("plain", "bn_dropout", "cnn"), action="append", help="run only these")
     parser.add_argument("--profile", action="store_true", help="also print nnlib's per-operation profile")
+    parser.add_argument("--profile-only", action="store_true", help="print only the per-operation profile")
     args = parser.parse_args()
     if args.pairs < 5:
         parser.error("--pairs must be at least 5")
@@ -240,7 +241,7 @@ def main() -> None:
     medians: dict[tuple[str, int], float] = {}
     speeds: dict[tuple[str, int], float] = {}
     for label, spec in variants.items():
-        if args.only and label not in args.only:
+        if (args.only and label not in args.only) or args.profile_only:
             continue
         n = min(args.cnn_samples if label == "cnn" else args.mlp_samples, len(x))
         for threads in sorted({1, all_threads}):
@@ -264,7 +265,7 @@ def main() -> None:
         if all_threads > 1 and (label, 1) in speeds:
             gain = speeds[label, all_threads] / speeds[label, 1]
             print(f"{label:>10}: nnlib {all_threads} threads / 1 thread = {gain:.2f}")
-    if args.profile:
+    if args.profile or args.profile_only:
         with threadpool_limits(1):
             for label in [v for v in ("plain", "cnn") if not args.only or v in args.only]:
                 print(f"\nnnlib per-operation profile, {label}, 1 thread, ms per step of {BATCH} samples:")
