@@ -194,11 +194,11 @@ def maxpool_forward(x: Array, size: int = 2) -> tuple[Array, tuple]:
         mem.reshape(a, b, h // size, size, w // size, size).transpose(3, 5, 0, 1, 2, 4)
     ).reshape(size * size, a, b, h // size, w // size)
     out = planes[0].copy()
-    arg = np.zeros(out.shape, dtype=np.int8)
+    index = np.min_scalar_type(size * size - 1)  # uint8 up to 16 x 16 windows, wider beyond
+    arg = np.zeros(out.shape, dtype=index)
     for k in range(1, size * size):
-        larger = (planes[k] > out).view(np.int8)  # 0/1; strict, so ties keep the first position
-        arg -= arg * larger
-        arg += larger * np.int8(k)
+        larger = planes[k] > out  # strict, so ties keep the first position
+        arg[larger] = k
         np.maximum(out, planes[k], out=out)
     if channel_major:
         out, arg = out.transpose(1, 0, 2, 3), arg.transpose(1, 0, 2, 3)
@@ -214,3 +214,163 @@ def maxpool_backward(dout: Array, cache: tuple) -> Array:
     planes = np.stack([dout * (arg == k) for k in range(size * size)])
     dx = planes.reshape(size, size, a, b, h // size, w // size).transpose(2, 3, 4, 0, 5, 1).reshape(a, b, h, w)
     return dx.transpose(1, 0, 2, 3) if channel_major else dx
+
+
+# ----------------------------------------------------------------------------- batch-last convolutions
+#
+# The CNN keeps its feature maps batch-last, (C, H, W, N): every copy, add and pooling pass then runs
+# over contiguous stretches of at least N values, and each convolution is one GEMM whose result is
+# already in that layout.  For P x P pooling after it, the convolution returns its output as
+# (F, P, P, PH, PW, N), where [f, a, b, i, j, n] is output pixel (P*i + a, P*j + b): max pooling is then
+# P*P - 1 elementwise maxima over contiguous blocks.  The GEMM's weight matrix is block-Toeplitz: one
+# column of the im2col matrix holds a K x (K + P - 1) input patch and yields the P adjacent output
+# pixels (P*i + a, P*j + 0 ... P-1), which makes the im2col and col2im copies K*P / (K + P - 1) times
+# smaller for a little more arithmetic.
+
+
+def scratch(work: dict | None, key: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+    """An uninitialised array for a temporary, reused from ``work`` (a layer's workspace dict) when given.
+
+    Training steps allocate and free the same few multi-megabyte temporaries every step; glibc hands
+    such blocks back to the kernel and page-faults them in anew each time, which cost more than all
+    the convolutions' arithmetic.  A buffer taken from ``work`` is overwritten by the next call with
+    the same workspace, so a cache is only valid until then (a network's training step keeps to that).
+    """
+    if work is None:
+        return np.empty(shape, dtype=dtype)
+    buf = work.get(key)
+    if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
+        buf = work[key] = np.empty(shape, dtype=dtype)
+    return buf
+
+
+def _shapes(x_shape: tuple[int, ...], kernel: int, pool: int) -> tuple[int, int]:
+    """Pooled output size (PH, PW) of a valid convolution, checking that it fits and tiles."""
+    _, h, w, _ = x_shape
+    oh, ow = h - kernel + 1, w - kernel + 1
+    if oh < 1 or ow < 1:
+        raise ValueError(f"conv: kernel {kernel}x{kernel} does not fit the input {h}x{w}")
+    if oh % pool or ow % pool:
+        raise ValueError(f"conv: output {oh}x{ow} is not a multiple of the pool size {pool}")
+    return oh // pool, ow // pool
+
+
+def _patches(x: Array, kernel: int, pool: int) -> Array:
+    """A read-only (C, K, K+P-1, P, PH, PW, N) view of x (C, H, W, N): [c, di, e, a, i, j, n] is the
+    input pixel (P*i + a + di, P*j + e), under column e of the patch of output pixels (P*i + a, P*j + ...)."""
+    c, _, _, n = x.shape
+    ph, pw = _shapes(x.shape, kernel, pool)
+    sc, sh, sw, sn = x.strides
+    shape = (c, kernel, kernel + pool - 1, pool, ph, pw, n)
+    return np.lib.stride_tricks.as_strided(x, shape, (sc, sh, sw, sh, pool * sh, pool * sw, sn), writeable=False)
+
+
+def toeplitz_weights(w: Array, pool: int) -> Array:
+    """The (P*F, C*K*(K+P-1)) block-Toeplitz matrix of w (F, C, K, K): row (b, f) is filter f shifted
+    right by b columns, so that it yields output pixel b of a patch."""
+    f, c, k, _ = w.shape
+    t = np.zeros((pool, f, c, k, k + pool - 1), dtype=w.dtype)
+    for b in range(pool):
+        t[b, ..., b : b + k] = w
+    return t.reshape(pool * f, -1)
+
+
+def conv_blocks_forward(
+    x: Array, w: Array, b: Array | None, pool: int, work: dict | None = None
+) -> tuple[Array, tuple]:
+    """Valid stride-1 convolution of a batch-last x (C, H, W, N) with w (F, C, K, K), bias added.
+
+    Returns the output in pooling blocks, (F, P, P, PH, PW, N) (see above); its memory order is
+    (b, f, a, i, j, n), that of the GEMM.  ``work``: a workspace for the large temporaries (``scratch``).
+    """
+    f, c, kernel, _ = w.shape
+    if x.shape[0] != c:
+        raise ValueError(f"conv: input has {x.shape[0]} channels, weights expect {c}")
+    view = _patches(x, kernel, pool)
+    cols = scratch(work, "cols", view.shape, x.dtype)
+    np.copyto(cols, view)
+    cols = cols.reshape(c * kernel * (kernel + pool - 1), -1)
+    toeplitz = toeplitz_weights(w, pool)
+    out = np.matmul(toeplitz, cols, out=scratch(work, "conv", (pool * f, cols.shape[1]), x.dtype))
+    out = out.reshape(pool, f, *view.shape[3:])
+    if b is not None:
+        out += b[:, None, None, None, None]
+    return out.transpose(1, 2, 0, 3, 4, 5), (x.shape, cols, w, toeplitz, pool, b is not None, work)
+
+
+def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array | None]:
+    """Gradients ``(dx, dw, db)`` of ``conv_blocks_forward``; db is None without a bias.
+
+    dx is scattered back with one strided add per patch offset, each over contiguous N-stretches.
+    """
+    x_shape, cols, w, toeplitz, pool, has_bias, work = cache
+    f, c, kernel, _ = w.shape
+    dmat = np.ascontiguousarray(dout.transpose(2, 0, 1, 3, 4, 5)).reshape(pool * f, -1)  # GEMM order
+    dt = (dmat @ cols.T).reshape(pool, f, c, kernel, kernel + pool - 1)
+    dw = dt[0, ..., :kernel].copy()
+    for b in range(1, pool):
+        dw += dt[b, ..., b : b + kernel]
+    db = dmat.reshape(pool, f, -1).sum(axis=(0, 2)) if has_bias else None
+    if not need_dx:
+        return None, dw, db
+    ph, pw = _shapes(x_shape, kernel, pool)
+    n = x_shape[3]
+    dcols = np.matmul(toeplitz.T, dmat, out=scratch(work, "dcols", (toeplitz.shape[1], dmat.shape[1]), dout.dtype))
+    dcols = dcols.reshape(c, kernel, kernel + pool - 1, pool, ph, pw, n)
+    dx = scratch(work, "dx", x_shape, dout.dtype)
+    dx.fill(0)
+    for di in range(kernel):
+        rows = dx[:, di : di + pool * ph]
+        for e in range(kernel + pool - 1):
+            target = rows[:, :, e : e + pool * pw : pool].reshape(c, ph, pool, pw, n).transpose(0, 2, 1, 3, 4)
+            target += dcols[:, di, e]
+    return dx, dw, db
+
+
+def block_maxpool_forward(x: Array, work: dict | None = None) -> tuple[Array, tuple]:
+    """Max pooling of a convolution's output in pooling blocks: x (F, P, P, ...) -> (F, ...)."""
+    pool = x.shape[1]
+    out = x[:, 0, 0].copy()
+    for k in range(1, pool * pool):
+        np.maximum(out, x[:, k // pool, k % pool], out=out)
+    return out, (x, out, work)
+
+
+def block_maxpool_backward(dout: Array, cache: tuple) -> Array:
+    """Route each gradient to the first block (in a, b order) that holds its window's maximum."""
+    x, out, work = cache
+    pool = x.shape[1]
+    # in x's memory order, which the convolution's backward wants
+    order = np.argsort(x.strides)[::-1]
+    dx = scratch(work, "dpool", tuple(np.array(x.shape)[order]), dout.dtype).transpose(np.argsort(order))
+    remaining = dout.copy()
+    hit = np.empty(out.shape, dtype=bool)
+    for k in range(pool * pool):
+        block = dx[:, k // pool, k % pool]
+        np.equal(x[:, k // pool, k % pool], out, out=hit)
+        np.multiply(remaining, hit, out=block)
+        if k + 1 < pool * pool:
+            remaining -= block  # exactly 0 where routed, unchanged elsewhere
+    return dx
+
+
+def conv_pool_relu_forward(x: Array, w: Array, b: Array, pool: int, work: dict | None = None) -> tuple[Array, tuple]:
+    """Convolution, P x P max pooling, bias and ReLU of a batch-last x (C, H, W, N) -> (F, PH, PW, N).
+
+    The bias is added after pooling, and the ReLU applied after it: both commute with the maximum,
+    and the pooled map is P*P times smaller.  ``work``: a workspace for the large temporaries (``scratch``).
+    """
+    conv, conv_cache = conv_blocks_forward(x, w, None, pool, work)
+    pooled, pool_cache = block_maxpool_forward(conv, work)
+    out = pooled + b[:, None, None, None]
+    np.maximum(out, 0, out=out)
+    return out, (conv_cache, pool_cache, out)
+
+
+def conv_pool_relu_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
+    """Gradients ``(dx, dw, db)`` of ``conv_pool_relu_forward``."""
+    conv_cache, pool_cache, out = cache
+    dpooled = np.multiply(dout, out > 0, dtype=dout.dtype)
+    db = dpooled.reshape(dpooled.shape[0], -1).sum(axis=1)
+    dx, dw, _ = conv_blocks_backward(block_maxpool_backward(dpooled, pool_cache), conv_cache, need_dx)
+    return dx, dw, db

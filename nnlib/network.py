@@ -15,6 +15,28 @@ Array = np.ndarray
 
 INITS = ("he", "xavier")
 DTYPES = ("float32", "float64")
+#: Specs are bounded before anything is allocated, so that a crafted checkpoint or config cannot ask
+#: for terabytes: at most this many trainable scalars (200 MB in float32) ...
+MAX_PARAMS = 50_000_000
+#: ... and at most this many activations per sample in a CNN's feature maps.
+MAX_ACTIVATIONS = 5_000_000
+
+
+def _dense_params(n_in: int, widths: tuple[int, ...], classes: int, bias: bool) -> int:
+    """Trainable scalars of fully connected layers ``n_in -> widths... -> classes`` (BN: gamma and beta)."""
+    total = 0
+    for width in widths:
+        total += n_in * width + 2 * width  # weight, and the bias or BN's gamma and beta
+        n_in = width
+    return total + n_in * classes + classes
+
+
+def _check_size(spec: Any, n_params: int) -> None:
+    if n_params > MAX_PARAMS:
+        raise ValueError(
+            f"{type(spec).__name__} has {n_params:,} parameters; at most {MAX_PARAMS:,} are allowed "
+            "(nnlib.network.MAX_PARAMS)"
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,11 @@ class MLPSpec(TrainingOptions):
         _check_common(self)
         if self.input_dim < 1 or any(h < 1 for h in self.hidden):
             raise ValueError(f"MLPSpec sizes must be positive: input_dim={self.input_dim}, hidden={self.hidden}")
+        _check_size(self, self.n_params())
+
+    def n_params(self) -> int:
+        """Number of trainable scalars, computed without allocating anything."""
+        return _dense_params(self.input_dim, self.hidden, self.classes, True)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with the spec's kind."""
@@ -86,19 +113,38 @@ class CNNSpec(TrainingOptions):
         _check_common(self)
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             raise ValueError(f"CNNSpec input_shape must be (channels, height, width), got {self.input_shape}")
+        if self.pool < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(f"CNNSpec sizes must be positive: pool={self.pool}, hidden={self.hidden}")
         self.feature_shape()  # checks that every stage fits
+        _check_size(self, self.n_params())
 
     def feature_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) after the last pooling stage."""
         c, h, w = self.input_shape
+        activations = c * h * w
         for filters, kernel in self.conv:
             h, w = h - kernel + 1, w - kernel + 1
             if h < 1 or w < 1 or filters < 1 or kernel < 1:
                 raise ValueError(f"CNNSpec: conv stage ({filters}, {kernel}) does not fit the input {self.input_shape}")
             if h % self.pool or w % self.pool:
                 raise ValueError(f"CNNSpec: feature map {h}x{w} is not a multiple of pool size {self.pool}")
+            activations += filters * h * w
             c, h, w = filters, h // self.pool, w // self.pool
+        if activations > MAX_ACTIVATIONS:
+            raise ValueError(
+                f"CNNSpec has {activations:,} activations per sample; at most {MAX_ACTIVATIONS:,} are allowed "
+                "(nnlib.network.MAX_ACTIVATIONS)"
+            )
         return c, h, w
+
+    def n_params(self) -> int:
+        """Number of trainable scalars, computed without allocating anything."""
+        total, c = 0, self.input_shape[0]
+        for filters, kernel in self.conv:
+            total += filters * c * kernel * kernel + filters  # weight, and the bias or (with BN) gamma and beta
+            total += filters if self.batchnorm else 0
+            c = filters
+        return total + _dense_params(math.prod(self.feature_shape()), self.hidden, self.classes, True)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,14 +152,21 @@ class CNNSpec(TrainingOptions):
         return {"kind": "cnn", **d}
 
     def build_layers(self) -> list[Layer]:
-        out: list[Layer] = [Reshape(self.input_shape)]
+        # feature maps are batch-last, (C, H, W, N), from the first convolution to the flattening
+        out: list[Layer] = [ToBatchLast(self.input_shape)]
         c = self.input_shape[0]
         for i, (filters, kernel) in enumerate(self.conv, start=1):
-            out.append(Conv2D(f"conv{i}", c, filters, kernel, bias=not self.batchnorm))
             if self.batchnorm:
-                out.append(SpatialBatchNorm(f"cbn{i}", filters, self.bn_momentum))
-            out += [MaxPool(self.pool), ReLU()]  # = ReLU then pool (max and ReLU commute), 4x less work
+                out += [
+                    Conv2D(f"conv{i}", c, filters, kernel, self.pool, bias=False),
+                    SpatialBatchNorm(f"cbn{i}", filters, self.bn_momentum),
+                    BlockMaxPool(),
+                    ReLU(),  # = ReLU then pool (max and ReLU commute), P*P times less work
+                ]
+            else:
+                out.append(ConvPoolReLU(f"conv{i}", c, filters, kernel, self.pool))
             c = filters
+        out.append(FromBatchLast())
         n_in = int(np.prod(self.feature_shape()))
         if self.dropout > 0:
             out.append(Dropout("dropout0", self.dropout))
@@ -252,58 +305,85 @@ class Dropout(Layer):
         return F.dropout_backward(dout, cache), {}
 
 
-class Reshape(Layer):
-    """Give every sample the shape the next layer expects (e.g. (28, 28) images to (1, 28, 28))."""
+class ToBatchLast(Layer):
+    """Samples (N, ...) of ``shape`` (C, H, W) to one contiguous batch-last array (C, H, W, N)."""
 
-    name = "reshape"
+    name = "to_batch_last"
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = tuple(shape)
 
     def forward(self, x, params, buffers, train, rng):
-        return x.reshape((x.shape[0], *self.shape)), x.shape
+        flat = x.reshape(x.shape[0], -1)
+        return np.ascontiguousarray(flat.T).reshape(*self.shape, x.shape[0]), x.shape
 
     def backward(self, dout, cache, need_dx):
-        return dout.reshape(cache), {}
+        return np.ascontiguousarray(dout.reshape(-1, dout.shape[-1]).T).reshape(cache), {}
+
+
+class FromBatchLast(Layer):
+    """Batch-last feature maps (C, H, W, N) to flat samples (N, C*H*W), features in (C, H, W) order."""
+
+    name = "from_batch_last"
+
+    def forward(self, x, params, buffers, train, rng):
+        return np.ascontiguousarray(x.reshape(-1, x.shape[-1]).T), x.shape
+
+    def backward(self, dout, cache, need_dx):
+        return np.ascontiguousarray(dout.T).reshape(cache), {}
 
 
 class Conv2D(WeightLayer):
-    """Valid (unpadded) stride-1 convolution with F filters of size k x k."""
+    """Valid (unpadded) stride-1 convolution with F filters of size k x k, on batch-last (C, H, W, N)
+    maps, returning its output in pooling blocks (F, P*P, H'/P, W'/P, N) for the max pooling after it."""
 
-    forward_fn = staticmethod(F.conv2d_forward)
-    backward_fn = staticmethod(F.conv2d_backward)
+    forward_fn = staticmethod(F.conv_blocks_forward)
+    backward_fn = staticmethod(F.conv_blocks_backward)
 
-    def __init__(self, name: str, channels: int, filters: int, kernel: int, bias: bool = True) -> None:
+    def __init__(self, name: str, channels: int, filters: int, kernel: int, pool: int, bias: bool = True) -> None:
         shape = (filters, channels, kernel, kernel)
         super().__init__(name, shape, (channels * kernel**2, filters * kernel**2), filters, bias)
-
-
-class MaxPool(Layer):
-    name = "maxpool"
-
-    def __init__(self, size: int) -> None:
-        self.size = size
+        self.pool = pool
+        self.work: dict[str, Array] = {}  # reused temporaries of training steps (layers.scratch)
 
     def forward(self, x, params, buffers, train, rng):
-        return F.maxpool_forward(x, self.size)
+        work = self.work if train else None
+        return type(self).forward_fn(x, params[self.w], params[self.b] if self.b else None, self.pool, work)
+
+
+class ConvPoolReLU(Conv2D):
+    """Convolution, max pooling, bias and ReLU in one step (networks without batch norm)."""
+
+    forward_fn = staticmethod(F.conv_pool_relu_forward)
+    backward_fn = staticmethod(F.conv_pool_relu_backward)
+
+    def __init__(self, name: str, channels: int, filters: int, kernel: int, pool: int) -> None:
+        super().__init__(name, channels, filters, kernel, pool, bias=True)
+
+
+class BlockMaxPool(Layer):
+    """Max pooling of a convolution's output in pooling blocks: (F, P*P, ...) -> (F, ...)."""
+
+    name = "maxpool"
+
+    def forward(self, x, params, buffers, train, rng):
+        return F.block_maxpool_forward(x)
 
     def backward(self, dout, cache, need_dx):
-        return F.maxpool_backward(dout, cache), {}
+        return F.block_maxpool_backward(dout, cache), {}
 
 
 class SpatialBatchNorm(BatchNorm):
-    """Batch norm per channel of an (N, C, H, W) input, over N, H and W."""
+    """Batch norm per channel of a channel-first (C, ...) input, over every other axis."""
 
     def forward(self, x, params, buffers, train, rng):
-        n, c, h, w = x.shape
-        flat = x.transpose(0, 2, 3, 1).reshape(-1, c)
-        out, cache = super().forward(flat, params, buffers, train, rng)
-        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+        out, cache = super().forward(x.reshape(x.shape[0], -1).T, params, buffers, train, rng)
+        return out.T.reshape(x.shape), (cache, x.shape)
 
     def backward(self, dout, cache, need_dx):
-        inner, (n, c, h, w) = cache
-        dx, grads = super().backward(dout.transpose(0, 2, 3, 1).reshape(-1, c), inner, need_dx)
-        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), grads
+        inner, shape = cache
+        dx, grads = super().backward(dout.reshape(shape[0], -1).T, inner, need_dx)
+        return dx.T.reshape(shape), grads
 
 
 def build_layers(spec: Any) -> list[Layer]:
@@ -354,6 +434,14 @@ class Network:
         for layer in self.layers:
             self.params.update(layer.init_params(rng, self.dtype, spec.init))
             self.buffers.update(layer.init_buffers(self.dtype))
+        # every parameter is a view of one flat buffer, which optimisers update in a few passes
+        self.flat_params = np.empty(sum(p.size for p in self.params.values()), dtype=self.dtype)
+        offset = 0
+        for name, p in self.params.items():
+            view = self.flat_params[offset : offset + p.size].reshape(p.shape)
+            view[...] = p
+            self.params[name] = view
+            offset += p.size
         self.weight_names = [n for layer in self.layers for n in layer.weight_names]
         # backward stops at the first layer with parameters: nothing needs the gradient of the input
         self.first_trainable = next(i for i, layer in enumerate(self.layers) if layer.weight_names)
@@ -450,14 +538,30 @@ class Network:
 
     @classmethod
     def load(cls, path: str) -> Network:
-        """Read a checkpoint written by ``save``; anything else raises CheckpointError."""
+        """Read a checkpoint written by ``save``; anything else raises CheckpointError.
+
+        The spec is bounded (MAX_PARAMS) before any parameter is allocated, and parameters or
+        buffers holding NaN or infinity are refused.
+        """
+        try:
+            with open(path, "rb") as handle:
+                magic = handle.read(4)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path}: file not found") from None
+        except OSError as exc:
+            raise CheckpointError(f"checkpoint {path}: cannot be read ({exc})") from None
+        if magic != b"PK\x03\x04":  # every .npz is a zip archive; np.load would guess "pickle" for anything else
+            kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
+            raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({kind})")
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {path}: file not found") from None
-        except Exception as exc:  # zip, npy header or pickle-refusal faults
-            raise CheckpointError(f"checkpoint {path}: not a readable .npz file ({exc})") from None
+        except ValueError as exc:
+            if "pickle" not in str(exc):
+                raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({exc})") from None
+            raise CheckpointError(f"checkpoint {path}: contains pickled (object) data, which is refused") from None
+        except Exception as exc:  # zip or npy header faults
+            raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({exc})") from None
         if not isinstance(arrays, dict) or str(arrays.get("format", "")) != CHECKPOINT_FORMAT:
             raise CheckpointError(f"checkpoint {path}: not an nnlib checkpoint (no format={CHECKPOINT_FORMAT!r})")
         try:
@@ -469,6 +573,8 @@ class Network:
             for key, value in arrays.items():
                 if key.startswith(("param/", "buffer/")) and value.dtype != net.dtype:
                     raise ValueError(f"{key} has dtype {value.dtype}, expected {net.dtype}")
+                if key.startswith(("param/", "buffer/")) and not np.isfinite(value).all():
+                    raise ValueError(f"{key} holds non-finite values (NaN or infinity)")
             net.load_state(arrays)
         except (KeyError, ValueError) as exc:
             raise CheckpointError(f"checkpoint {path}: {exc}") from None

@@ -14,6 +14,31 @@ import numpy as np
 
 Array = np.ndarray
 
+#: The name under which one update covers every parameter at once (see ``flat_buffer``).
+FLAT = "\0flat"
+
+
+def flat_buffer(params: dict[str, Array], grads: dict[str, Array]) -> Array | None:
+    """The one 1-D array that ``params`` are consecutive views of, in their order, or None; also None
+    unless every parameter has a gradient.
+
+    A Network keeps its parameters so; an optimiser then updates them all with a few passes over one
+    contiguous buffer instead of a dozen small NumPy calls per parameter.
+    """
+    names = list(params)
+    if not names or len(grads) != len(names) or any(name not in grads for name in names):
+        return None
+    base = params[names[0]].base
+    if base is None or base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address, offset = base.__array_interface__["data"][0], 0
+    for name in names:
+        p = params[name]
+        if p.base is not base or not p.flags.c_contiguous or p.__array_interface__["data"][0] != address + offset:
+            return None
+        offset += p.nbytes
+    return base if offset == base.nbytes else None
+
 
 class Optimizer:
     """Base class: validates the learning rate and handles the slot bookkeeping."""
@@ -30,6 +55,9 @@ class Optimizer:
         self.t = 0
         self.slots: dict[str, dict[str, Array]] = {s: {} for s in self.slot_names}
         self._scratch: dict[str, Array] = {}
+        self._flat_base: Array | None = None
+        self._flat_layout: list[tuple[str, tuple[int, ...]]] = []
+        self._flat_slots: dict[str, Array] = {}
 
     @property
     def lr(self) -> float:
@@ -43,10 +71,29 @@ class Optimizer:
         self._lr = value
 
     def _slot(self, slot: str, name: str, like: Array) -> Array:
+        if name == FLAT:
+            arr = self._flat_slots.get(slot)
+            if arr is None:
+                arr = self._flat_slots[slot] = self._gather_flat(slot, like)
+            return arr
         arr = self.slots[slot].get(name)
         if arr is None:
             arr = self.slots[slot][name] = np.zeros_like(like)
         return arr
+
+    def _gather_flat(self, slot: str, like: Array) -> Array:
+        """One flat slot laid out like the flat parameters; the per-name slots become views of it."""
+        flat = np.zeros_like(like)
+        offset = 0
+        for name, shape in self._flat_layout:
+            size = math.prod(shape)
+            view = flat[offset : offset + size].reshape(shape)
+            old = self.slots[slot].get(name)
+            if old is not None:
+                view[...] = old
+            self.slots[slot][name] = view
+            offset += size
+        return flat
 
     def _tmp(self, name: str, like: Array) -> Array:
         arr = self._scratch.get(name)
@@ -58,8 +105,17 @@ class Optimizer:
         """Apply one update to every parameter that has a gradient."""
         self.t += 1
         self._prepare()
-        for name, grad in grads.items():
-            self._update(name, params[name], grad)
+        base = flat_buffer(params, grads)
+        if base is None:
+            for name, grad in grads.items():
+                self._update(name, params[name], grad)
+        else:
+            layout = [(name, p.shape) for name, p in params.items()]
+            if self._flat_base is not base or self._flat_layout != layout:
+                self._flat_base, self._flat_layout, self._flat_slots = base, layout, {}
+            flat_grad = self._tmp(FLAT + "grad", base)
+            np.concatenate([grads[name].reshape(-1) for name in params], out=flat_grad)
+            self._update(FLAT, base, flat_grad)
         if self.t % self.flush_every == 0:
             self.flush_subnormals()
 
@@ -91,6 +147,7 @@ class Optimizer:
         self.lr = float(state["lr"])
         self.t = int(state["t"])
         self.slots = {s: {} for s in self.slot_names}
+        self._flat_slots = {}  # gathered again from the per-name slots at the next step
         for key, arr in state.items():
             if key in ("lr", "t"):
                 continue

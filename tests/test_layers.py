@@ -157,3 +157,63 @@ def test_maxpool_gradient_layouts_and_ties(rng):
     np.testing.assert_array_equal(F.maxpool_backward(np.ones((1, 1, 1, 1)), tie), [[[[1.0, 0.0], [0.0, 0.0]]]])
     with pytest.raises(ValueError, match="not a multiple of the pool size"):
         F.maxpool_forward(np.zeros((1, 1, 5, 4)), 2)
+
+
+def test_maxpool_large_window_argmax_does_not_overflow(rng):
+    # 12 x 12 windows have 144 positions: more than an int8 arg-max can hold
+    x = rng.standard_normal((2, 3, 24, 24))
+    out, cache = F.maxpool_forward(x, 12)
+    np.testing.assert_array_equal(out, x.reshape(2, 3, 2, 12, 2, 12).max(axis=(3, 5)))
+    dout = rng.standard_normal(out.shape)
+    dx = F.maxpool_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(lambda: F.maxpool_forward(x, 12)[0], x, dout)) < TOL
+
+
+def batch_last(x):
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3])
+def test_batch_last_conv_in_pooling_blocks_matches_the_nchw_convolution(rng, pool):
+    x = rng.standard_normal((3, 2, 8, 8))  # N, C, H, W
+    w, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    xb = batch_last(x)
+    out, cache = F.conv_blocks_forward(xb, w, b, pool)
+    ref, _ = F.conv2d_forward(x, w, b)  # (N, F, 6, 6)
+    s = 6 // pool
+    blocks = ref.transpose(1, 2, 3, 0).reshape(4, s, pool, s, pool, 3).transpose(0, 2, 4, 1, 3, 5)
+    np.testing.assert_allclose(out, blocks, rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv_blocks_backward(dout, cache)
+    fwd = lambda: F.conv_blocks_forward(xb, w, b, pool)[0]  # noqa: E731
+    assert relative_error(dx, numerical_gradient_array(fwd, xb, dout)) < TOL
+    assert relative_error(dw, numerical_gradient_array(fwd, w, dout)) < TOL
+    assert relative_error(db, numerical_gradient_array(fwd, b, dout)) < TOL
+    assert F.conv_blocks_backward(dout, cache, need_dx=False)[0] is None
+
+
+def test_block_maxpool_gradient_and_ties(rng):
+    x = rng.standard_normal((3, 2, 2, 5, 2))
+    out, cache = F.block_maxpool_forward(x)
+    np.testing.assert_array_equal(out, x.max(axis=(1, 2)))
+    dout = rng.standard_normal(out.shape)
+    dx = F.block_maxpool_backward(dout, cache)
+    assert relative_error(dx, numerical_gradient_array(lambda: F.block_maxpool_forward(x)[0], x, dout)) < TOL
+    _, tie = F.block_maxpool_forward(np.zeros((1, 2, 2, 1)))  # a blank window: the gradient goes to one place
+    np.testing.assert_array_equal(F.block_maxpool_backward(np.ones((1, 1)), tie), [[[[1.0], [0.0]], [[0.0], [0.0]]]])
+
+
+def test_conv_pool_relu_matches_the_layer_by_layer_reference_and_gradients(rng):
+    x = rng.standard_normal((3, 2, 8, 8))
+    w, b = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    xb = batch_last(x)
+    out, cache = F.conv_pool_relu_forward(xb, w, b, 2)
+    conv, _ = F.conv2d_forward(x, w, b)
+    pooled, _ = F.maxpool_forward(conv, 2)
+    np.testing.assert_allclose(out, batch_last(F.relu_forward(pooled)[0]), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = F.conv_pool_relu_backward(dout, cache)
+    fwd = lambda: F.conv_pool_relu_forward(xb, w, b, 2)[0]  # noqa: E731
+    assert relative_error(dx, numerical_gradient_array(fwd, xb, dout)) < TOL
+    assert relative_error(dw, numerical_gradient_array(fwd, w, dout)) < TOL
+    assert relative_error(db, numerical_gradient_array(fwd, b, dout)) < TOL

@@ -1,5 +1,7 @@
 """Whole-network gradient checks, prediction, and checkpoints."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -160,3 +162,71 @@ def test_bad_checkpoints_raise_clear_errors(tmp_path):
     np.savez(tmp_path / "wrong_shape.npz", **data)
     with pytest.raises(CheckpointError, match="fc1.w has shape"):
         Network.load(tmp_path / "wrong_shape.npz")
+
+
+def test_cnn_with_a_large_pool_window_trains():
+    spec = CNNSpec(conv=((4, 5),), pool=12)  # 24 x 24 feature maps pooled 12 x 12: 144 window positions
+    net = Network(spec, seed=0)
+    x = np.random.default_rng(0).random((3, 28, 28), dtype=np.float32)
+    loss, grads = net.loss_and_grads(x, np.array([1, 2, 3]))
+    assert np.isfinite(loss) and set(grads) == set(net.params)
+    assert net.predict(x).shape == (3,)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"kind": "mlp", "hidden": [1e9]},
+        {"kind": "mlp", "hidden": [100000]},
+        {"kind": "cnn", "conv": [[8, 5]], "hidden": [100000]},
+    ],
+    ids=["1e9", "1e5", "cnn"],
+)
+def test_absurd_specs_are_refused_before_allocating(tmp_path, spec):
+    with pytest.raises(ValueError, match="parameters; at most"):
+        spec_from_dict(spec)
+    good = tmp_path / "good.npz"
+    Network(MLPSpec(hidden=(8,)), seed=0).save(good)
+    data = dict(np.load(good))
+    data["spec"] = np.array(json.dumps(spec))
+    np.savez(tmp_path / "huge.npz", **data)
+    with pytest.raises(CheckpointError, match="bad network spec.*parameters; at most"):
+        Network.load(tmp_path / "huge.npz")
+
+
+def test_non_finite_weights_are_refused_on_load(tmp_path):
+    good = tmp_path / "good.npz"
+    Network(MLPSpec(hidden=(8,)), seed=0).save(good)
+    for bad in (np.nan, np.inf):
+        data = dict(np.load(good))
+        data["param/fc1.w"][2, 3] = bad
+        np.savez(tmp_path / "bad.npz", **data)
+        with pytest.raises(CheckpointError, match=r"param/fc1.w holds non-finite values"):
+            Network.load(tmp_path / "bad.npz")
+
+
+def test_random_bytes_are_not_called_pickled_data(tmp_path):
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(CheckpointError, match="not a valid .npz checkpoint") as info:
+        Network.load(noise)
+    assert "pickle" not in str(info.value)
+    single = tmp_path / "single.npz"
+    with open(single, "wb") as handle:
+        np.save(handle, np.ones(3))
+    with pytest.raises(CheckpointError, match="not a valid .npz checkpoint"):
+        Network.load(single)
+
+
+def test_cnn_scores_equal_the_nchw_layer_by_layer_reference():
+    # checkpoints keep their meaning: the same parameters give the scores of the plain NCHW definition
+    from nnlib import layers as F
+
+    net = Network(CNNSpec(dtype="float64", hidden=(7,)), seed=4)
+    x = np.random.default_rng(1).random((5, 28, 28))
+    p = net.params
+    h = x.reshape(5, 1, 28, 28)
+    for i in (1, 2):
+        h = F.relu_forward(F.maxpool_forward(F.conv2d_forward(h, p[f"conv{i}.w"], p[f"conv{i}.b"])[0], 2)[0])[0]
+    h = F.relu_forward(h.reshape(5, -1) @ p["fc1.w"] + p["fc1.b"])[0]
+    np.testing.assert_allclose(net.forward(x)[0], h @ p["fc2.w"] + p["fc2.b"], rtol=1e-12, atol=1e-12)

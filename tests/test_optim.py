@@ -103,3 +103,28 @@ def test_bad_learning_rate_is_rejected(lr):
 def test_unknown_optimizer_name():
     with pytest.raises(ValueError, match="unknown optimizer 'adamw'.*choose one of"):
         make_optimizer("adamw", 0.1)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "rmsprop", "adam"])
+def test_flat_buffer_update_equals_the_per_parameter_update(name):
+    from nnlib import MLPSpec, Network
+    from nnlib.optim import flat_buffer
+
+    net = Network(MLPSpec(input_dim=12, hidden=(9,), classes=4, dtype="float64"), seed=0)
+    separate = {k: v.copy() for k, v in net.params.items()}  # not views of one buffer: per-parameter path
+    assert flat_buffer(net.params, net.params) is net.flat_params and flat_buffer(separate, separate) is None
+    rng = np.random.default_rng(3)
+    a, b = make_optimizer(name, 0.05), make_optimizer(name, 0.05)
+    for step in range(12):
+        grads = {k: rng.standard_normal(v.shape) for k, v in reversed(separate.items())}
+        a.step(net.params, grads)
+        b.step(separate, grads)
+        if step == 5:  # a state_dict taken from the flat path continues identically in a new optimiser
+            c = make_optimizer(name, 0.05)
+            c.load_state_dict(a.state_dict())
+            assert set(c.state_dict()) == set(b.state_dict())
+            a = c
+    for k in separate:
+        np.testing.assert_allclose(net.params[k], separate[k], rtol=1e-13, atol=1e-15)
+    for key, value in b.state_dict().items():
+        np.testing.assert_allclose(a.state_dict()[key], value, rtol=1e-13, atol=1e-15)

@@ -118,7 +118,7 @@ def test_same_seed_gives_identical_history_and_history_round_trip():
     assert back.stop_reason == a.stop_reason
 
 
-def test_seed_network_learns_real_mnist_quickly():
+def test_seed_network_learns_real_mnist():
     from nnstudy.mnist import read_idx
 
     folder = require_shared_mnist()
@@ -128,5 +128,4 @@ def test_seed_network_learns_real_mnist_quickly():
     h = Trainer(net, Adam(1e-3), batch_size=100, max_epochs=8, patience=3, seed=0).fit(
         images[:5000], labels[:5000], images[5000:], labels[5000:]
     )
-    assert h.best_val_acc >= 0.90, h.val_acc
-    assert h.wall_time < 30
+    assert h.best_val_acc >= 0.90, h.val_acc  # speed is measured by benchmarks/, never by a timed test
