@@ -127,7 +127,7 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory",
          str(tmp_path), "--configfile", str(REPO / "config/config.yaml")],
-        capture_output=True, text=True, timeout=120, env=clean_env(),
+        capture_output=True, text=True, timeout=600, env=clean_env(),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
