@@ -21,18 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from servers import free_port
+
 PACKAGES = ["munge", "slurmctld", "slurmd", "slurm-client"]
 BINARIES = ["munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel"]
 
 
 class ClusterError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def missing_binaries() -> list[str]:
@@ -169,7 +165,7 @@ JobCompLoc={f / "jobcomp.txt"}
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=task=1
 JobAcctGatherParams=OverMemoryKill
-MinJobAge=600
+MinJobAge=3600
 KillWait=5
 InactiveLimit=0
 ReturnToService=2
