@@ -1,12 +1,14 @@
 """After a failed run on SLURM: name each job that SLURM stopped for exceeding its memory or time limit, with
 the rule, the resource, its value and where to raise it.
 
-The Snakemake SLURM plugin reports such a job as ``SLURM-job '42' failed, SLURM status is: 'OUT_OF_MEMORY'``
-(or ``'TIMEOUT'``) under ``Error in rule train:``. The Snakefile's ``onerror`` calls :func:`explain` with the
-run's log, which turns that into one line per job, e.g.
+The Snakemake SLURM plugin says little about it (for a group job only ``Error in group grid``), so the
+Snakefile's ``onerror`` calls :func:`explain` with the run's log. It takes every SLURM job the run
+submitted (``... submitted with SLURM jobid 42 (log: ...)``), asks SLURM for its state and limits
+(``scontrol show job``, which knows finished jobs for MinJobAge) and reads what slurmstepd wrote in the job's
+log. For each job stopped for memory or time it prints one line, e.g.
 
-    nnstudy: rule train (SLURM job 42) exceeded its memory, mem_mb=50: raise it under set-resources: train: in
-    workflow/profiles/slurm/config.yaml (or --set-resources train:mem_mb=N), then run the same command again.
+    nnstudy: rule train (SLURM job 42) exceeded its memory, mem_mb=60: raise it under set-resources: train:
+    in workflow/profiles/slurm/config.yaml (or --set-resources train:mem_mb=N), then run the same command again.
 """
 
 from __future__ import annotations
@@ -17,66 +19,65 @@ from pathlib import Path
 
 PROFILE = "workflow/profiles/slurm/config.yaml"
 RESOURCES = {"OUT_OF_MEMORY": ("memory", "mem_mb"), "TIMEOUT": ("time limit", "runtime")}
-# What slurmstepd writes into the job's log when it stops a job (the state may just say FAILED or CANCELLED:
-# without cgroups, a job over its memory is killed by the accounting poller and ends FAILED)
+# What slurmstepd writes into the job's log when it stops a job; the state may just say FAILED or CANCELLED
+# (without cgroups, a job over its memory is killed by the accounting poller and ends FAILED)
 SIGNS = {"OUT_OF_MEMORY": re.compile(r"exceeded (?:job )?memory limit|oom-kill", re.I),
          "TIMEOUT": re.compile(r"DUE TO TIME LIMIT")}  # fmt: skip
-STATUS = re.compile(r"SLURM-job '(\d+)' failed, SLURM status is: '(\w+)'")
-TIMESTAMP = re.compile(r"\n(?=\s*\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\])")
+SUBMITTED = re.compile(r"submitted with SLURM jobid (\d+) \(log: ([^)]+)\)")
 
 
-def limits(job_id: str) -> dict[str, str]:
-    """mem_mb and runtime (minutes) of a job SLURM still remembers (MinJobAge), else nothing."""
+def job_info(job_id: str) -> dict[str, str]:
+    """State, mem_mb and runtime (minutes) of a job SLURM still knows, else nothing."""
     try:
         out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return {}
     found = {}
+    if m := re.search(r"JobState=(\w+)", out):
+        found["state"] = m[1]
     if m := re.search(r"MinMemory(?:Node|CPU)=(\d+)([MG])", out):
         found["mem_mb"] = str(int(m[1]) * (1024 if m[2] == "G" else 1))
     if m := re.search(r"TimeLimit=(?:(\d+)-)?(\d+):(\d+):(\d+)", out):
-        days, hours, minutes = int(m[1] or 0), int(m[2]), int(m[3])
-        found["runtime"] = str((days * 24 + hours) * 60 + minutes)
+        found["runtime"] = str((int(m[1] or 0) * 24 + int(m[2])) * 60 + int(m[3]))
     return found
 
 
-def cause(status: str, log_text: str, job_id: str) -> str | None:
-    """OUT_OF_MEMORY, TIMEOUT, or None: from SLURM's state, else from what slurmstepd wrote in the job's log."""
-    if status in RESOURCES:
-        return status
-    text = ""
-    if m := re.search(rf"(\S+/slurm_logs/\S+/{job_id}\.log)", log_text):
-        try:
-            text += Path(m[1]).read_text(errors="replace")
-        except OSError:
-            pass
-    return next((name for name, sign in SIGNS.items() if sign.search(text)), None)
+def read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
-def failures(log_text: str) -> list[tuple[str, str, str]]:
-    """(rule, SLURM job id, cause) of every job the log reports as stopped for memory or time."""
-    found = {}
-    for block in TIMESTAMP.split(log_text):  # one block per logged event: a job error names its rule(s)
-        for m in STATUS.finditer(block):
-            if m[1] not in found and (why := cause(m[2], log_text, m[1])):
-                rules = set(re.findall(r"Error in rule ([\w-]+):", block))
-                rules |= set(re.findall(r"^\s+rule ([\w-]+):$", block, re.M))  # the jobs of a group job
-                found[m[1]] = (", ".join(sorted(rules)) or "?", m[1], why)
-    return list(found.values())
+def stopped_jobs(log_text: str, info=job_info) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(rules, SLURM job id, OUT_OF_MEMORY or TIMEOUT, job info) of each submitted job stopped for a limit."""
+    found = []
+    for job_id, slurm_log in dict(SUBMITTED.findall(log_text)).items():
+        details = info(job_id)
+        text = read(slurm_log)
+        if details.get("state") in RESOURCES:
+            why = details["state"]
+        else:
+            why = next((name for name, sign in SIGNS.items() if sign.search(text)), None)
+        if why:  # the Snakemake inside the job names its rule(s), else the log folder does (rule_train/...)
+            rules = sorted(set(re.findall(r"^rule ([\w-]+):$", text, re.M)))
+            rules = rules or [Path(slurm_log).parent.name.removeprefix("rule_")]
+            found.append((", ".join(rules), job_id, why, details))
+    return found
 
 
-def explain(log_file: str | Path | None) -> list[str]:
-    """One message per job that SLURM stopped for memory or time; printed, and returned for the tests."""
-    if not log_file or not Path(log_file).exists():
-        return []
+def explain(log_files) -> list[str]:
+    """One message per job that SLURM stopped for memory or time; printed, and returned for the tests.
+    ``log_files``: the run's log file, or a list of them (what Snakemake's ``onerror`` passes)."""
+    files = [log_files] if isinstance(log_files, str | Path) else list(log_files or [])
     messages = []
-    for rule, job_id, status in failures(Path(log_file).read_text(errors="replace")):
-        what, resource = RESOURCES[status]
-        value = limits(job_id).get(resource)
-        setting = f"{resource}={value}" if value else resource
+    for rules, job_id, why, details in stopped_jobs("".join(read(f) for f in files)):
+        what, resource = RESOURCES[why]
+        setting = f"{resource}={details[resource]}" if resource in details else resource
         unit = " (minutes)" if resource == "runtime" else ""
+        rule = rules.split(", ")[0]
         messages.append(
-            f"nnstudy: rule {rule} (SLURM job {job_id}) exceeded its {what}, {setting}{unit}: raise it under "
+            f"nnstudy: rule {rules} (SLURM job {job_id}) exceeded its {what}, {setting}{unit}: raise it under "
             f"set-resources: {rule}: in {PROFILE} (or --set-resources {rule}:{resource}=N), "
             "then run the same command again."
         )
