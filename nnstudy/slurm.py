@@ -59,11 +59,21 @@ def stopped_jobs(log_text: str, info=job_info) -> list[tuple[str, str, str, dict
             why = details["state"]
         else:
             why = next((name for name, sign in SIGNS.items() if sign.search(text)), None)
-        if why:  # the Snakemake inside the job names its rule(s), else the log folder does (rule_train/...)
-            rules = sorted(set(re.findall(r"^rule ([\w-]+):$", text, re.M)))
-            rules = rules or [Path(slurm_log).parent.name.removeprefix("rule_")]
-            found.append((", ".join(rules), job_id, why, details))
+        if why:
+            found.append((", ".join(job_rules(slurm_log, log_text)), job_id, why, details))
     return found
+
+
+def job_rules(slurm_log: str, log_text: str) -> list[str]:
+    """The rules of a SLURM job, from its log folder: slurm_logs/rule_<rule>/... or
+    slurm_logs/group_<group>_<rule>_<rule>.../ (the rules that the run's log names)."""
+    m = re.search(r"slurm_logs/(rule|group)_([\w-]+)/", slurm_log)
+    if not m:
+        return ["?"]
+    if m[1] == "rule":
+        return [m[2]]
+    known = set(re.findall(r"^\s*(?:local)?rule ([\w-]+):", log_text, re.M))
+    return sorted(r for r in known if re.search(rf"_{re.escape(r)}(_|$)", m[2])) or [m[2]]
 
 
 def explain(log_files) -> list[str]:
