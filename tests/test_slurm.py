@@ -239,7 +239,7 @@ def test_scancel_drain_and_limits_then_documented_recovery(tmp_path, cluster, gr
     assert re.search(message + "train: in workflow/profiles/slurm/config.yaml", output), output[-4000:]
     long = {**config, "training": {**config["training"], "max_epochs": 10_000, "patience": 10_000}}
     (work / "config.yaml").write_text(yaml.safe_dump(long))  # the run is sure to outlast one minute
-    code, output = run(cluster, work, "--set-resources", "train:runtime=1", target)
+    code, output = run(cluster, work, target, "--set-resources", "train:runtime=1")
     assert code != 0
     assert re.search(r"nnstudy: rule train \(SLURM job \d+\) exceeded its time limit, runtime=1 \(minutes\)",
                      output), output[-4000:]  # fmt: skip
