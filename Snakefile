@@ -2,6 +2,8 @@
 #   snakemake --cores N          run everything (see README.md)
 from snakemake.utils import min_version
 
+from nnstudy.slurm import explain as explain_slurm_limits
+
 min_version("9.0")
 
 
@@ -31,3 +33,8 @@ rule all:
             study=STUDIES,
             name=["best.json", "trials.csv"],
         ),
+
+
+onerror:
+    # on SLURM: name each job stopped for exceeding its mem_mb or runtime, and where to raise it
+    explain_slurm_limits(log)

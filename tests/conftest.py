@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import servers
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -132,7 +134,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 def chromium_path() -> str:
     """Debian's Chromium (the README's test command installs it); Playwright never downloads a browser."""
-    import shutil
 
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
@@ -142,3 +143,19 @@ def chromium_path() -> str:
 
 def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+
+
+@pytest.fixture
+def postgres_url():
+    """A throw-away PostgreSQL cluster on 127.0.0.1, run as the postgres user (what Optuna's RDB storage needs)."""
+    if servers.postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (the README's test command installs it)")
+    with servers.postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 with its own store and artifact root."""
+    with servers.mlflow_server(tmp_path, env=clean_env()) as url:
+        yield url

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import optuna
 import pandas as pd
-import pytest
 import yaml
 from conftest import REPO, clean_env, snakemake, write_small_study
 from mlflow.tracking import MlflowClient
@@ -275,64 +269,6 @@ def test_runs_that_go_nowhere_are_counted_apart_and_checkpoints_and_results_are_
     proc = snakemake(tmp_path, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads(result.read_text())["status"] in ("diverged", "collapsed")
-
-
-@pytest.fixture
-def postgres_url():
-    """A throw-away PostgreSQL cluster on 127.0.0.1, run as the postgres user (what Optuna's RDB storage needs)."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins or shutil.which("runuser") is None:
-        pytest.skip("PostgreSQL is not installed (the README's test command installs it)")
-    folder = Path(tempfile.mkdtemp(prefix="nnstudy-pg-", dir="/tmp"))
-    folder.chmod(0o755)
-    shutil.chown(folder, "postgres", "postgres")
-    port = free_port()
-
-    def as_postgres(*cmd: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *cmd], check=True, capture_output=True, timeout=120)
-
-    as_postgres(f"{bins[-1]}/initdb", "-D", str(folder / "data"), "-A", "trust", "-U", "postgres")
-    as_postgres(f"{bins[-1]}/pg_ctl", "-D", str(folder / "data"), "-w", "-l", str(folder / "log"), "-o",
-                f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")  # fmt: skip
-    try:
-        as_postgres(f"{bins[-1]}/createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
-    finally:
-        as_postgres(f"{bins[-1]}/pg_ctl", "-D", str(folder / "data"), "-m", "fast", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def mlflow_server(tmp_path):
-    """A real MLflow tracking server on 127.0.0.1 with its own store and artifact root."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-         str(tmp_path / "server-artifacts")],
-        stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT, env=clean_env(), start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 600  # a safety net only: on a loaded machine the server may take minutes
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5)
-                break
-            except OSError:
-                assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the MLflow server never answered /health"
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def two_workflows_on_one_study(tmp_path: Path, storage: str, tracking_uri: str, open_trials) -> None:
