@@ -24,7 +24,7 @@ from slurm_cluster import ClusterError, OneNodeCluster, install_packages, wait_f
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 WORKFLOW_TIMEOUT = 1200  # seconds; a stuck Snakemake ignores SIGTERM, so it is killed by PID after this
 # provenance, not results: when, how long, which MLflow run, which commit
-TIME_COLUMNS = re.compile(r"time|wall|duration|seconds|_at$|run_id|git_commit", re.IGNORECASE)
+TIME_COLUMNS = re.compile(r"time|wall|duration|seconds|_at$|run_id|model_id|git_commit", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
