@@ -276,6 +276,22 @@ def standard_tags(tracking: dict[str, Any], source: str, note: str) -> dict[str,
     }
 
 
+def log_input_once(dataset, attempts: int = 5) -> None:
+    """``mlflow.log_input`` for the active run.  MLflow creates a dataset row on first use without a lock,
+    so two jobs logging the same dataset at once can lose a race on its unique key; the loser finds the
+    row on its next try."""
+    import mlflow
+
+    for attempt in range(1, attempts + 1):
+        try:
+            mlflow.log_input(dataset, context="training")
+            return
+        except MlflowException as exc:
+            if attempt == attempts or "UNIQUE constraint" not in str(exc) and "duplicate key" not in str(exc):
+                raise
+            time.sleep(0.2 * attempt)
+
+
 def log_model_and_dataset(
     uri: str, run_id: str, checkpoint: str | Path, example: Any, dataset: dict[str, str] | None
 ) -> str:
@@ -299,7 +315,7 @@ def log_model_and_dataset(
         warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")  # type-hint and source advice
         if dataset is not None:
             source = resolve_dataset_source(dataset["source"])
-            mlflow.log_input(MetaDataset(source, name=dataset["name"], digest=dataset["digest"]), context="training")
+            log_input_once(MetaDataset(source, name=dataset["name"], digest=dataset["digest"]))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
