@@ -101,7 +101,7 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     proc = snakemake(workdir, "-n", "--cores", "2")
     assert "Nothing to be done" in proc.stdout + proc.stderr
     fallback = copy.deepcopy(config)
-    fallback["grid"]["fallback_lr"]["sgd"] = 0.05  # only the SGD cells depend on it
+    fallback["grid"]["fallback_lr"] = {"sgd": 0.05, "adam": 0.001}  # the default but for SGD's 0.02
     planned = re.findall(r"output: results/grid/(\S+)/seed", dry_run_with(workdir, fallback).stdout)
     assert planned and all(cell.startswith("sgd-") for cell in planned), planned
     config = copy.deepcopy(config)
