@@ -23,7 +23,7 @@ rule all:
     input:
         rules.tables.output,
         rules.figures.output,
-        rules.lab_report.output,
+        expand("report/lab_report.{lang}.{ext}", lang=LANGS, ext=["md", "html", "pdf"]),
         rules.register_models.output,
         # every result and checkpoint the study promises, so that a deleted one is rebuilt by a plain rerun
         grid_results(),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .io import read_json
-from .tracking import git_commit
+from .tracking import adopt_local_store, git_commit, is_relative_sqlite, resolve_uri
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,9 +35,13 @@ def start_job(snakemake: Any) -> None:
 def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str, Any]:
     """Tracking URI, experiment ids, study name and git commit, as the job functions take them."""
     store = read_json(store_json)
-    workflow = str(Path.cwd().resolve())  # Snakemake runs every job in the workflow's folder
+    folder = Path.cwd().resolve()  # Snakemake runs every job in the workflow's folder
+    workflow = str(folder)
+    uri = resolve_uri(store["uri"], folder)
+    if is_relative_sqlite(store["uri"]):  # the folder's own store: artifacts follow the folder when it moves
+        adopt_local_store(uri.removeprefix("sqlite:///"), Path(store_json).parent / "artifacts")
     return {
-        "uri": store["uri"],
+        "uri": uri,
         "experiments": store["experiments"],
         "study": config["study_name"],
         "git": git_commit(REPO),

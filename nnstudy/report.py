@@ -11,6 +11,7 @@ import inspect
 import os
 import platform
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -304,12 +305,13 @@ def html_to_pdf(html: str, path: Path) -> None:
 def write_report(
     *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
     dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
+    langs: Iterable[str] = LANGS,
 ) -> dict[str, Path]:  # fmt: skip
-    """Render figures, Markdown, HTML and (optionally) PDF for both languages into ``out_dir``."""
+    """Render figures, Markdown, HTML and (optionally) PDF for each of ``langs`` into ``out_dir``."""
     out_dir, template_dir = Path(out_dir), Path(template_dir)
     css = (template_dir / "style.css").read_text()
     written: dict[str, Path] = {}
-    for lang in LANGS:
+    for lang in langs:
         fig_dir = out_dir / "figures" / lang
         optimizer_curves(result_paths, fig_dir, lang=lang)
         grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)

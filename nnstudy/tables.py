@@ -109,8 +109,53 @@ def display_table3(summary: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns=["epochs run"])
 
 
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; white-space: nowrap; }}
+th {{ border-bottom: 2px solid #444; text-align: left; }}
+td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+</style></head>
+<body><h1>{title}</h1>
+{table}
+</body></html>
+"""
+
+
+def html_table(frame: pd.DataFrame, title: str) -> str:
+    """A standalone HTML page with ``frame`` as a table (numbers right-aligned), for ``snakemake --report``,
+    which shows HTML in place where it offers CSV only as a download."""
+    import html
+
+    def numeric(column: pd.Series) -> bool:
+        text = column.dropna().astype(str).str.replace(r"[\s,%±.+\-eE]|nan", "", regex=True)
+        return not column.dropna().empty and text.str.fullmatch(r"\d*").all()
+
+    kinds = {name: "num" if numeric(frame[name]) else "text" for name in frame.columns}
+    head = "".join(f'<th class="{kinds[c]}">{html.escape(str(c))}</th>' for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(
+            f'<td class="{kinds[c]}">{"" if pd.isna(v) else html.escape(str(v))}</td>' for c, v in row.items()
+        )
+        rows.append(f"<tr>{cells}</tr>")
+    table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    return HTML_PAGE.format(title=html.escape(title), table=table)
+
+
+TABLE_TITLES = {
+    "table1": "Table 1: optimizers (plain network)",
+    "table2": "Table 2: BPNN, +BN, +DP, +BN+DP",
+    "table3": "Table 3: CNN against the BP network",
+    "runs": "Every grid training",
+    "comparisons": "Comparisons between cells",
+}
+
+
 def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """runs.csv, table1-3.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``."""
+    """runs.csv, table1-3.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``, and each as .html."""
     from .stats import comparisons_frame, seed_comparisons
 
     out_dir = Path(out_dir)
@@ -131,4 +176,10 @@ def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dic
     else:
         markdown = display_table3(tables["table3"]).to_markdown(index=False, disable_numparse=True)
     atomic_write_text(out_dir / "table3.md", markdown + "\n")
+    shown = {"table1": display_table(tables["table1"], ["optimizer"]),
+             "table2": display_table(tables["table2"], ["optimizer", "variant"]),
+             "table3": display_table3(tables["table3"]) if not tables["table3"].empty else tables["table3"],
+             "runs": runs, "comparisons": tables["comparisons"]}  # fmt: skip
+    for name, frame in shown.items():
+        atomic_write_text(out_dir / f"{name}.html", html_table(frame, TABLE_TITLES[name]))
     return tables

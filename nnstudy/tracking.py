@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,70 @@ class TrackingServerError(RuntimeError):
 
 
 def default_tracking_uri(results_dir: str | Path) -> str:
-    """The local store: an SQLite database under ``results/mlflow``."""
-    return f"sqlite:///{(Path(results_dir) / 'mlflow' / 'mlflow.db').resolve()}"
+    """The local store: an SQLite database under ``results/mlflow``, named relative to the workflow folder
+    (``sqlite:///results/mlflow/mlflow.db``) so that a moved or copied folder uses its own store."""
+    return f"sqlite:///{Path(results_dir) / 'mlflow' / 'mlflow.db'}"
+
+
+def resolve_uri(uri: str, folder: str | Path) -> str:
+    """A relative SQLite URI (three slashes and a relative path) made absolute against ``folder``; any other
+    URI as it is."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{(Path(folder) / uri.removeprefix('sqlite:///')).resolve()}"
+    return uri
+
+
+def is_relative_sqlite(uri: str) -> bool:
+    return uri.startswith("sqlite:///") and resolve_uri(uri, "/") != uri
+
+
+def study_store(workdir: str | Path) -> tuple[str, dict[str, str]]:
+    """The tracking URI (absolute) and experiment ids of the study in ``workdir``, from its
+    ``results/mlflow/store.json``."""
+    from .io import read_json
+
+    store = read_json(Path(workdir) / "results" / "mlflow" / "store.json")
+    return resolve_uri(store["uri"], workdir), store["experiments"]
+
+
+#: MLflow keeps absolute artifact locations in its database (it resolves relative ones when it creates an
+#: experiment); these are the columns that hold them
+ARTIFACT_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"))  # fmt: skip
+
+
+def adopt_local_store(db: str | Path, artifact_dir: str | Path) -> str | None:
+    """Point a local store's artifact locations at ``artifact_dir`` when the store was made in another
+    folder (the study folder was moved or copied), so that a copy never writes into the original's
+    artifacts. Returns the old artifact root when it moved something, else None.
+
+    The study's experiments were created with artifact locations ``<artifact_dir>/<kind>``; the old root is
+    read from them, and every location under it is rewritten, under the store's set-up lock.
+    """
+    db = Path(db)
+    new_root = Path(artifact_dir).resolve().as_uri()
+    with exclusive_lock(db.with_name(db.name + ".setup-lock")), closing(sqlite3.connect(db, timeout=60)) as connection:
+        old_roots = set()
+        for (location,) in connection.execute("SELECT artifact_location FROM experiments"):
+            for kind in EXPERIMENTS:
+                if location and location.endswith(f"/{kind}") and location.startswith("file://"):
+                    old_roots.add(location.removesuffix(f"/{kind}"))
+        old_roots.discard(new_root)
+        if not old_roots:
+            return None
+        if len(old_roots) > 1:
+            raise RuntimeError(f"the MLflow store {db} names artifact folders in several places: {sorted(old_roots)}")
+        [old_root] = old_roots
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table, column in ARTIFACT_COLUMNS:
+            if table in tables:
+                connection.execute(
+                    f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                    (new_root + "/", len(old_root) + 2, len(old_root) + 1, old_root + "/"),
+                )
+                connection.execute(f"UPDATE {table} SET {column} = ? WHERE {column} = ?", (new_root, old_root))
+        connection.commit()
+        return old_root
 
 
 def tracking_uri(configured: str, results_dir: str | Path) -> str:

@@ -93,10 +93,27 @@ def run_bounded(cmd: list[str], timeout: float, **kwargs) -> subprocess.Complete
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+#: the workflow's own files: what a project folder holds besides its results
+WORKFLOW_FILES = ("Snakefile", "workflow", "profiles", "report/templates", "environment.yml", "config")
+
+
+def copy_workflow(dest: Path) -> None:
+    """Make ``dest`` a project folder as a user's clone is: the workflow's files, with the study run inside."""
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir() and not source.is_symlink():
+            shutil.copytree(source, dest / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name, follow_symlinks=False)
+
+
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Real Snakemake on the test study; the timeout is only a safety net against a hang (the tests wait
-    for Snakemake to finish, however loaded the machine is)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+    """Real Snakemake on the test study, with the folder's own Snakefile when it is a project folder (see
+    ``copy_workflow``), else the repository's; the timeout is only a safety net against a hang (the tests
+    wait for Snakemake to finish, however loaded the machine is)."""
+    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").exists() else REPO / "Snakefile"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), *args]  # fmt: skip
     return run_bounded(cmd, timeout, env=clean_env())
 
@@ -120,8 +137,10 @@ def write_small_study(workdir: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def study(tmp_path_factory):
-    """The whole test study, run once with real Snakemake (--cores 8 on this machine's cores)."""
+    """The whole test study, run once with real Snakemake (--cores 8 on this machine's cores) inside a
+    project folder (a copy of the workflow's files, as a user's clone is)."""
     workdir = tmp_path_factory.mktemp("study")
+    copy_workflow(workdir)
     config = write_small_study(workdir)
     proc = snakemake(workdir, "--cores", "8")
     assert proc.returncode == 0, proc.stderr[-4000:]

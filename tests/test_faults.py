@@ -19,6 +19,7 @@ from conftest import REPO, clean_env, snakemake, write_small_study
 from mlflow.tracking import MlflowClient
 
 from nnstudy.search import finished_slots, slot_of
+from nnstudy.tracking import study_store
 
 ACCURACY_COLUMNS = ["optimizer", "variant", "n", "n_diverged", "best_val_acc_mean", "best_val_acc_std",
                     "test_acc_mean", "test_acc_std", "epochs_to_best_mean", "epochs_mean"]  # fmt: skip
@@ -29,17 +30,18 @@ def configure(workdir: Path, **changes) -> dict:
     config = write_small_study(workdir)
     config["cnn"]["enabled"] = False
     config["mlflow"]["log_models"] = False  # the models are tested on the session study; here they cost time
+    config["report"]["languages"] = ["en"]  # both languages are tested on the session study
     for section, values in changes.items():
         config[section].update(values)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     return config
 
 
-def resume(workdir: Path) -> subprocess.CompletedProcess:
+def resume(workdir: Path, *targets: str) -> subprocess.CompletedProcess:
     """What a user does after a kill: release Snakemake's stale lock, then the same command again."""
     unlock = snakemake(workdir, "--unlock")
     assert unlock.returncode == 0, unlock.stderr[-2000:]
-    return snakemake(workdir, "--cores", "2")
+    return snakemake(workdir, "--cores", "2", *targets)
 
 
 def start(workdir: Path, *args: str) -> subprocess.Popen:
@@ -64,8 +66,8 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 1800) -> None:
 
 
 def store(workdir: Path) -> tuple[MlflowClient, dict]:
-    info = json.loads((workdir / "results/mlflow/store.json").read_text())
-    return MlflowClient(info["uri"]), info["experiments"]
+    uri, experiments = study_store(workdir)
+    return MlflowClient(uri), experiments
 
 
 def open_study(path: Path, name: str) -> optuna.Study:
@@ -104,15 +106,16 @@ def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
     reference = tmp_path / "reference"
     reference.mkdir()
     configure(reference, **changes)
-    assert snakemake(reference, "--cores", "2").returncode == 0
+    table2 = "results/tables/table2.csv"  # the grid and its tables: figures and report add nothing here
+    assert snakemake(reference, "--cores", "2", table2).returncode == 0
 
     work = tmp_path / "killed"
     work.mkdir()
     configure(work, **changes)
-    proc = start(work)
+    proc = start(work, table2)
     kill_when(proc, lambda: len(list(work.glob("results/grid/*/seed*/result.json"))) >= 5)
     assert snakemake(work, "--unlock").returncode == 0
-    plan = snakemake(work, "-n", "--cores", "2").stdout  # what Snakemake will (re)do: missing or incomplete
+    plan = snakemake(work, "-n", "--cores", "2", table2).stdout  # what Snakemake will (re)do: missing or incomplete
     todo = {work / m for m in re.findall(r"output: (results/grid/\S+/result\.json)", plan)}
     done_before = {
         p: json.loads(p.read_text())["mlflow_run_id"]
@@ -123,7 +126,7 @@ def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
     client, experiments = store(work)
     left_running = {r.info.run_id for r in client.search_runs([experiments["grid"]], "attributes.status = 'RUNNING'")}
 
-    resumed = resume(work)
+    resumed = resume(work, table2)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for path, run_id in done_before.items():  # finished work is kept, not redone
         assert json.loads(path.read_text())["mlflow_run_id"] == run_id
@@ -159,10 +162,11 @@ def test_kill_during_search_loses_no_trial(tmp_path):
         except Exception:  # not written yet, or caught mid-write: polling only, the checks below read it at rest
             return False
 
-    proc = start(tmp_path)
+    search = "results/search/lr-adam/best.json"  # the search alone: the grid adds nothing here
+    proc = start(tmp_path, search)
     kill_when(proc, two_complete)
     before = {slot_of(t): t.value for t in open_study(journal, name).trials if t.state.name == "COMPLETE"}
-    resumed = resume(tmp_path)
+    resumed = resume(tmp_path, search)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     study = open_study(journal, name)
     holders = finished_slots(study)
@@ -181,6 +185,10 @@ def test_kill_during_search_loses_no_trial(tmp_path):
         assert run.data.tags["slot"] == str(slot_of(trial))
     named = {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert all(r.info.status == "KILLED" for run_id, r in trial_runs.items() if run_id not in named)
+
+
+#: what the answers are read from (no figures or report: they do not change an answer)
+ANSWER_TARGETS = ("results/tables/table1.csv", "results/tables/table2.csv")
 
 
 def answers(workdir: Path) -> dict:
@@ -208,7 +216,7 @@ def test_the_same_config_gives_the_same_answers_with_any_cores_and_after_a_kill(
     quirky = tmp_path / "o'brien w"
     quirky.mkdir()
     write_without_models(quirky)
-    proc = snakemake(quirky, "--cores", "1", timeout=900)
+    proc = snakemake(quirky, "--cores", "1", *ANSWER_TARGETS, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert answers(quirky) == reference
 
@@ -217,8 +225,8 @@ def test_the_same_config_gives_the_same_answers_with_any_cores_and_after_a_kill(
     write_without_models(killed)
     # mid-search: a part of round 0 has finished, others and round 1 are running or about to (files only:
     # reading the journal while it is written is not safe)
-    kill_when(start(killed), lambda: any(killed.glob("results/search/*/round0/part*.json")))
-    resumed = resume(killed)
+    kill_when(start(killed, *ANSWER_TARGETS), lambda: any(killed.glob("results/search/*/round0/part*.json")))
+    resumed = resume(killed, *ANSWER_TARGETS)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert answers(killed) == reference
 
@@ -230,6 +238,7 @@ def test_runs_that_go_nowhere_are_counted_apart_and_checkpoints_and_results_are_
         tmp_path,
         grid={"batchnorm": [False], "dropout": [0.0], "seeds": [1], "fallback_lr": {"sgd": 1000.0, "adam": 1.0e25}},
         search={"lr_range": {"sgd": [10.0, 1000.0], "adam": [1.0e20, 1.0e30]}, "n_trials": 3, "workers": 1},
+        report={"languages": ["en", "zh"]},
     )
     proc = snakemake(tmp_path, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]

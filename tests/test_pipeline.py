@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import json
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -14,6 +17,8 @@ import pytest
 import yaml
 from conftest import REPO, clean_env, snakemake
 from mlflow.tracking import MlflowClient
+
+from nnstudy.tracking import study_store
 
 
 def test_tables(study):
@@ -42,9 +47,9 @@ def test_figures(study):
 
 def test_mlflow_runs(study):
     workdir, config = study
-    store = json.loads((workdir / "results/mlflow/store.json").read_text())
-    client = MlflowClient(store["uri"])
-    grid = client.search_runs([store["experiments"]["grid"]], max_results=1000)
+    uri, experiments = study_store(workdir)
+    client = MlflowClient(uri)
+    grid = client.search_runs([experiments["grid"]], max_results=1000)
     assert len(grid) == 18
     for run in grid:
         assert run.info.status in ("FINISHED", "FAILED")
@@ -63,7 +68,7 @@ def test_mlflow_runs(study):
             assert run.data.metrics["val_acc"] == run.data.metrics["best_val_acc"] == result["best_val_acc"]
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert artifacts == {"result.json", "model.npz"}
-    search = client.search_runs([store["experiments"]["lr-search"]], max_results=1000)
+    search = client.search_runs([experiments["lr-search"]], max_results=1000)
     parents = [r for r in search if r.data.tags.get("role") == "parent"]
     trials = [r for r in search if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 3 and all(p.info.status == "FINISHED" for p in parents)
@@ -116,11 +121,59 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     )
 
 
+def artifact_files(workdir: Path) -> set[str]:
+    return {str(p.relative_to(workdir)) for p in (workdir / "results/mlflow/artifacts").rglob("*") if p.is_file()}
+
+
+def test_a_copied_study_folder_plans_nothing_and_writes_only_into_its_own_stores(study, tmp_path):
+    workdir, config = study
+    copy_dir = tmp_path / "moved study"
+    shutil.copytree(workdir, copy_dir, symlinks=True)  # keeps modification times, as cp -a and mv do
+    proc = snakemake(copy_dir, "-n", "--cores", "2")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+    original_uri, experiments = study_store(workdir)
+    grid_runs = MlflowClient(original_uri).search_runs([experiments["grid"]], max_results=1000)
+    original_files = artifact_files(workdir)
+    target = sorted(str(p.relative_to(workdir)) for p in (workdir / "results/grid").glob("*/seed*/result.json"))[0]
+    proc = snakemake(copy_dir, "--cores", "1", target, "--forcerun", target)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    # the original's store and artifacts are untouched
+    assert len(MlflowClient(original_uri).search_runs([experiments["grid"]], max_results=1000)) == len(grid_runs)
+    assert artifact_files(workdir) == original_files
+    # the copy logged the new run into its own store, and every artifact location there is its own
+    copy_uri, copy_experiments = study_store(copy_dir)
+    assert copy_uri == f"sqlite:///{copy_dir.resolve() / 'results/mlflow/mlflow.db'}"
+    client = MlflowClient(copy_uri)
+    runs = client.search_runs([copy_experiments["grid"]], max_results=1000)
+    assert len(runs) == len(grid_runs) + 1
+    own = (copy_dir / "results/mlflow/artifacts").resolve().as_uri()
+    assert all(run.info.artifact_uri.startswith(own + "/") for run in runs)
+    assert {client.get_experiment(i).artifact_location for i in copy_experiments.values()} == {
+        f"{own}/{kind}" for kind in copy_experiments
+    }
+    newest = max(runs, key=lambda run: run.info.start_time)
+    assert newest.info.run_id == json.loads((copy_dir / target).read_text())["mlflow_run_id"]
+    assert artifact_files(copy_dir) > original_files
+
+
 def test_snakemake_report(study):
     workdir, config = study
     proc = snakemake(workdir, "--report", str(workdir / "report.html"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (workdir / "report.html").stat().st_size > 50_000
+    report = (workdir / "report.html").read_text()
+    assert len(report) > 50_000
+    # each figure once, as PNG; tables as HTML pages shown in place, not CSV downloads (the report's results
+    # are entries with a "filename"; other mentions of a file are the rules' lists of inputs and outputs)
+    shown = collections.Counter(re.findall(r'"filename": "([^"]+)"', report))
+    for name in ("curves_sgd", "curves_adam", "grid_comparison", "deep_vs_shallow", "search_history"):
+        assert shown[f"{name}.png"] == 1 and not shown[f"{name}.svg"], (name, shown)
+    for name in ("table1", "table2", "table3", "runs", "comparisons"):
+        assert shown[f"{name}.html"] == 1 and not shown[f"{name}.csv"], (name, shown)
+    table1 = (workdir / "results/tables/table1.html").read_text()
+    assert table1.count("<tr>") == 1 + len(pd.read_csv(workdir / "results/tables/table1.csv"))
+    assert '<td class="num">' in table1 and '<td class="text">sgd</td>' in table1
 
 
 def test_default_config_dry_run_shows_every_rule(tmp_path):
@@ -132,7 +185,7 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_round="24",
-                    search_export="3", train="27", tables="1", figures="1", lab_report="1", register_models="1",
+                    search_export="3", train="27", tables="1", figures="1", lab_report="2", register_models="1",
                     all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
 
@@ -146,13 +199,11 @@ def test_mlflow_and_optuna_conventions(study):
     from nnstudy.mnist import load_dataset
 
     workdir, config = study
-    store = json.loads((workdir / "results/mlflow/store.json").read_text())
-    client = MlflowClient(store["uri"])
+    uri, experiments = study_store(workdir)
+    client = MlflowClient(uri)
     for kind in ("grid", "lr-search"):
-        assert client.get_experiment(store["experiments"][kind]).tags["mlflow.experimentKind"] == (
-            "custom_model_development"
-        )
-    grid = client.search_runs([store["experiments"]["grid"]], "attributes.status = 'FINISHED'", max_results=1000)
+        assert client.get_experiment(experiments[kind]).tags["mlflow.experimentKind"] == ("custom_model_development")
+    grid = client.search_runs([experiments["grid"]], "attributes.status = 'FINISHED'", max_results=1000)
     assert grid
     for run in grid:
         tags = run.data.tags
@@ -163,19 +214,19 @@ def test_mlflow_and_optuna_conventions(study):
     registered = json.loads((workdir / "results/mlflow/registered.json").read_text())
     assert set(registered) == {"mlp", "cnn"}
     data = load_dataset(workdir / "results/data/mnist_split.npz")
-    mlflow.set_tracking_uri(store["uri"])
+    mlflow.set_tracking_uri(uri)
     for entry in registered.values():
         model = mlflow.pyfunc.load_model(f"models:/{entry['name']}/{entry['version']}")
         probabilities = model.predict(data["x_test"].reshape(-1, 784))
         result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
         assert probabilities.shape == (len(data["y_test"]), 10)
         assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
-    parents = client.search_runs([store["experiments"]["lr-search"]], "tags.role = 'parent'", max_results=100)
+    parents = client.search_runs([experiments["lr-search"]], "tags.role = 'parent'", max_results=100)
     n_trials = {p.data.tags["search"]: p.data.params["n_trials"] for p in parents}
     assert n_trials == {"lr-sgd": "4", "lr-adam": "4", "lr-cnn-adam": str(config["cnn"]["n_trials"])}
     best = json.loads((workdir / "results/search/lr-cnn-adam/best.json").read_text())
     assert (best["optimizer"], best["arch"], best["cell"]) == ("adam", "cnn", "cnn-adam-bn0-dp0")
-    search = client.search_runs([store["experiments"]["lr-search"]], "tags.status = 'pruned'", max_results=1000)
+    search = client.search_runs([experiments["lr-search"]], "tags.status = 'pruned'", max_results=1000)
     assert search and all(r.info.status == "FINISHED" for r in search)
     storage = optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(workdir / "results/search/optuna.journal"))

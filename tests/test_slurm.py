@@ -183,7 +183,7 @@ def slurm_jobs_of(cluster: OneNodeCluster, workdir: Path, state: str, rule: str)
     return [j for j in cluster.jobs() if j["id"] in mine and j["state"] == state]
 
 
-GRID_ONLY = {"search": {"enabled": False}, "cnn": {"enabled": False},
+GRID_ONLY = {"search": {"enabled": False}, "cnn": {"enabled": False}, "report": {"languages": ["en"]},
              "grid": {"batchnorm": [False], "dropout": [0.0], "seeds": [1, 2]}}  # fmt: skip
 
 

@@ -2,29 +2,35 @@ rule tables:
     input:
         grid_results(),
     output:
-        runs=report(
-            "results/tables/runs.csv", caption="../report/runs.rst", category="Tables"
+        runs="results/tables/runs.csv",
+        table1_csv="results/tables/table1.csv",
+        table1_md="results/tables/table1.md",
+        table2_csv="results/tables/table2.csv",
+        table2_md="results/tables/table2.md",
+        table3_csv="results/tables/table3.csv",
+        table3_md="results/tables/table3.md",
+        comparisons="results/tables/comparisons.csv",
+        # the same tables as HTML, which `snakemake --report` shows in place (it offers CSV only as a download)
+        runs_html=report(
+            "results/tables/runs.html", caption="../report/runs.rst", category="Tables"
         ),
-        table1_csv=report(
-            "results/tables/table1.csv",
+        table1_html=report(
+            "results/tables/table1.html",
             caption="../report/table1.rst",
             category="Tables",
         ),
-        table1_md="results/tables/table1.md",
-        table2_csv=report(
-            "results/tables/table2.csv",
+        table2_html=report(
+            "results/tables/table2.html",
             caption="../report/table2.rst",
             category="Tables",
         ),
-        table2_md="results/tables/table2.md",
-        table3_csv=report(
-            "results/tables/table3.csv",
+        table3_html=report(
+            "results/tables/table3.html",
             caption="../report/table3.rst",
             category="Tables",
         ),
-        table3_md="results/tables/table3.md",
-        comparisons=report(
-            "results/tables/comparisons.csv",
+        comparisons_html=report(
+            "results/tables/comparisons.html",
             caption="../report/comparisons.rst",
             category="Tables",
         ),
@@ -46,36 +52,43 @@ rule figures:
         runs=rules.tables.output.runs,
         trials=expand("results/search/{study}/trials.csv", study=STUDIES),
     output:
+        # `snakemake --report` shows each figure once, as PNG; the SVGs (for print) stay in results/figures
         curves=report(
             expand(
-                "results/figures/curves_{optimizer}.{ext}",
+                "results/figures/curves_{optimizer}.png",
                 optimizer=config["grid"]["optimizers"],
-                ext=["png", "svg"],
             ),
             caption="../report/curves.rst",
             category="Figures",
         ),
         grid=report(
-            expand("results/figures/grid_comparison.{ext}", ext=["png", "svg"]),
+            "results/figures/grid_comparison.png",
             caption="../report/grid.rst",
             category="Figures",
         ),
         cnn=report(
-            expand(
-                "results/figures/deep_vs_shallow.{ext}",
-                ext=["png", "svg"] if config["cnn"]["enabled"] else [],
+            (
+                ["results/figures/deep_vs_shallow.png"]
+                if config["cnn"]["enabled"]
+                else []
             ),
             caption="../report/deep_vs_shallow.rst",
             category="Figures",
         ),
         search=report(
             expand(
-                "results/figures/{name}.{ext}",
+                "results/figures/{name}.png",
                 name=["search_history", "lr_vs_accuracy"] if SEARCH else [],
-                ext=["png", "svg"],
             ),
             caption="../report/search.rst",
             category="Figures",
+        ),
+        svg=expand(
+            "results/figures/{name}.svg",
+            name=[f"curves_{o}" for o in config["grid"]["optimizers"]]
+            + ["grid_comparison"]
+            + (["deep_vs_shallow"] if config["cnn"]["enabled"] else [])
+            + (["search_history", "lr_vs_accuracy"] if SEARCH else []),
         ),
     log:
         "results/logs/figures.log",

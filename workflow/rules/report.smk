@@ -1,4 +1,4 @@
-LANGS = ["en", "zh"]
+LANGS = config["report"]["languages"]
 REPORT_TEMPLATES = [
     portable_path(os.path.join(workflow.basedir, "report", "templates", name))
     for name in ["lab_report.en.md.j2", "lab_report.zh.md.j2", "macros.j2", "style.css"]
@@ -6,6 +6,7 @@ REPORT_TEMPLATES = [
 
 
 rule lab_report:
+    """One job per language, so that both run side by side (and beside `figures`)."""
     input:
         results=grid_results(),
         tables=rules.tables.output,
@@ -14,15 +15,17 @@ rule lab_report:
         dataset=rules.prepare_dataset.output.summary,
         templates=REPORT_TEMPLATES,
     output:
-        markdown=expand("report/lab_report.{lang}.md", lang=LANGS),
+        markdown="report/lab_report.{lang}.md",
         html=report(
-            expand("report/lab_report.{lang}.html", lang=LANGS),
+            "report/lab_report.{lang}.html",
             caption="../report/lab_report.rst",
             category="Lab report",
         ),
-        pdf=expand("report/lab_report.{lang}.pdf", lang=LANGS),
+        pdf="report/lab_report.{lang}.pdf",
     log:
-        "results/logs/lab_report.log",
+        "results/logs/lab_report.{lang}.log",
+    wildcard_constraints:
+        lang="en|zh",
     conda:
         "../../environment.yml"
     threads: 1
@@ -32,5 +35,6 @@ rule lab_report:
     params:
         studies=STUDIES,
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
+        lang=lambda wildcards: wildcards.lang,
     script:
         "../scripts/lab_report.py"

@@ -4,7 +4,7 @@ from nnstudy.figures import deep_vs_shallow, grid_comparison, optimizer_curves, 
 from nnstudy.jobs import start_job
 
 start_job(snakemake)
-out = Path(snakemake.output.grid[0]).parent
+out = Path(snakemake.output.grid).parent
 optimizer_curves(snakemake.input.results, out)
 grid_comparison(snakemake.input.runs, out)
 if snakemake.params.cnn:

@@ -12,5 +12,6 @@ write_report(
     dataset_json=snakemake.input.dataset,
     config=snakemake.config,
     template_dir=snakemake.params.template_dir,
-    out_dir=Path(snakemake.output.markdown[0]).parent,
+    out_dir=Path(snakemake.output.markdown).parent,
+    langs=[snakemake.params.lang],
 )

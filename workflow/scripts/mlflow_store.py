@@ -2,10 +2,10 @@ from pathlib import Path
 
 from nnstudy.io import atomic_write_json
 from nnstudy.jobs import start_job
-from nnstudy.tracking import setup_store, tracking_uri
+from nnstudy.tracking import resolve_uri, setup_store, tracking_uri
 
 start_job(snakemake)
 results = Path(snakemake.output[0]).parents[1]
-uri = tracking_uri(snakemake.params.tracking_uri, results)
-experiments = setup_store(uri, snakemake.params.prefix, results / "mlflow" / "artifacts")
+uri = tracking_uri(snakemake.params.tracking_uri, results)  # the default store is named relative to the folder
+experiments = setup_store(resolve_uri(uri, Path.cwd()), snakemake.params.prefix, results / "mlflow" / "artifacts")
 atomic_write_json(snakemake.output[0], {"uri": uri, "experiments": experiments})
