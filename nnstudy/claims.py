@@ -1,0 +1,131 @@
+"""Confirmatory statistics for paired-seed comparisons: one row per declared claim, with a paired test, a
+BCa bootstrap interval, Holm's adjustment across the family, the effect size d_z, the minimum detectable
+effect at the planned power, and a verdict in {supported, contradicted, inconclusive}.
+
+Seed k of cell A is paired with seed k of cell B (the same initial weights where shapes match, the same
+minibatch order), so each claim is judged on the per-seed differences ``B - A``. Every distribution comes
+from ``scipy.stats``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+ALPHA = 0.05
+POWER = 0.80
+VERDICTS = ("supported", "contradicted", "inconclusive")
+CLAIM_COLUMNS = ["arm", "claim", "metric", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm",
+                 "p_wilcoxon", "effect_size", "mde", "verdict"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PairedResult:
+    """``B - A`` over paired seeds: the claim says the difference is positive."""
+
+    n: int
+    estimate: float  # mean of the paired differences
+    ci_low: float
+    ci_high: float
+    p_value: float  # paired t-test, two-sided
+    p_wilcoxon: float  # Wilcoxon signed-rank, two-sided: a robustness column
+    effect_size: float  # d_z = mean / sd of the differences
+    mde: float  # smallest true mean difference detected with POWER at this n (same units as the estimate)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN and is not counted)."""
+    p = np.asarray(p_values, dtype=float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def bootstrap_ci(differences: np.ndarray, seed: int, confidence: float = 0.95) -> tuple[float, float]:
+    """BCa bootstrap interval of the mean difference (``scipy.stats.bootstrap``, seeded)."""
+    if np.ptp(differences) == 0:  # every pair differs by the same amount: the interval is that point
+        return float(differences[0]), float(differences[0])
+    result = stats.bootstrap((differences,), np.mean, confidence_level=confidence, method="BCa",
+                             n_resamples=9999, random_state=np.random.default_rng(seed))  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_power(d_z: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t-test with ``n`` pairs against a true effect ``d_z`` (noncentral t)."""
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    noncentrality = d_z * np.sqrt(n)
+    power = float(stats.nct.sf(critical, df, noncentrality) + stats.nct.cdf(-critical, df, noncentrality))
+    if not np.isfinite(power):  # scipy's nct gives NaN far in its tail, where the power is 1 (or alpha/2)
+        power = 1.0 if abs(noncentrality) > critical else alpha / 2
+    return power
+
+
+def minimum_detectable_d(n: int, alpha: float = ALPHA, power: float = POWER) -> float:
+    """The smallest d_z the paired t-test detects with ``power`` at ``n`` pairs."""
+    if n < 2:
+        return float("nan")
+    high = 1.0
+    while paired_power(high, n, alpha) < power:  # bracket the root: power grows with d
+        high *= 2
+    return float(optimize.brentq(lambda d: paired_power(d, n, alpha) - power, 0.0, high))
+
+
+def paired_comparison(a, b, seed: int = 0, alpha: float = ALPHA, power: float = POWER) -> PairedResult:
+    """Compare ``b`` with ``a``, paired element by element (index = seed)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in length: {a.shape} against {b.shape}")
+    differences = b - a
+    differences = differences[np.isfinite(differences)]
+    n = len(differences)
+    nan = float("nan")
+    if n < 2:
+        return PairedResult(n, float(differences.mean()) if n else nan, nan, nan, nan, nan, nan, nan)
+    mean = float(differences.mean())
+    sd = float(differences.std(ddof=1))
+    if sd == 0:  # no spread: the t statistic is undefined; the sign alone decides
+        p = 1.0 if mean == 0 else 0.0
+        return PairedResult(n, mean, mean, mean, p, 1.0 if mean == 0 else nan, nan, 0.0)
+    low, high = bootstrap_ci(differences, seed, 1 - alpha)
+    p = float(stats.ttest_rel(b[np.isfinite(b - a)], a[np.isfinite(b - a)]).pvalue)
+    p_w = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
+    return PairedResult(n, mean, low, high, p, p_w, mean / sd, minimum_detectable_d(n, alpha, power) * sd)
+
+
+def verdict(estimate: float, ci_low: float, ci_high: float, p_holm: float, alpha: float = ALPHA) -> str:
+    """``supported`` when the Holm-adjusted test rejects and the whole interval lies on the claimed (positive)
+    side, ``contradicted`` when it rejects and the interval lies on the other side, else ``inconclusive``."""
+    if not np.isfinite(p_holm) or p_holm >= alpha:
+        return "inconclusive"
+    if ci_low > 0 and estimate > 0:
+        return "supported"
+    if ci_high < 0 and estimate < 0:
+        return "contradicted"
+    return "inconclusive"
+
+
+def claims_table(rows: list[dict], alpha: float = ALPHA) -> list[dict]:
+    """Holm-adjust one family of claims and give each its verdict. Each row holds ``arm``, ``claim``,
+    ``metric`` and a PairedResult under ``result``; the family is every row given."""
+    adjusted = holm([row["result"].p_value for row in rows])
+    table = []
+    for row, p_holm in zip(rows, adjusted, strict=True):
+        result = asdict(row["result"])
+        word = verdict(result["estimate"], result["ci_low"], result["ci_high"], p_holm, alpha)
+        table.append({"arm": row["arm"], "claim": row["claim"], "metric": row["metric"], **result,
+                      "p_holm": float(p_holm), "verdict": word})  # fmt: skip
+    return [{column: entry[column] for column in CLAIM_COLUMNS} for entry in table]
+
+
+__all__ = ["CLAIM_COLUMNS", "VERDICTS", "PairedResult", "bootstrap_ci", "claims_table", "holm",
+           "minimum_detectable_d", "paired_comparison", "paired_power", "verdict"]  # fmt: skip
