@@ -78,12 +78,19 @@ def use_language(lang: str) -> dict[str, str]:
     return LABELS[lang]
 
 
-def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
-    """Write ``stem.png`` and ``stem.svg``; each appears only when complete."""
+#: results/figures has both; the lab report embeds PNGs only
+FORMATS = ("png", "svg")
+
+
+def save_figure(fig: plt.Figure, stem: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """Write ``stem.png`` and ``stem.svg`` (or the given formats); each appears only when complete."""
     written = []
-    for ext in ("png", "svg"):
+    # the tight bounding box once for both formats (bbox_inches="tight" would draw the figure again for each)
+    fig.canvas.draw()
+    bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(plt.rcParams["savefig.pad_inches"])
+    for ext in formats:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext, bbox_inches="tight", metadata={"Date": None} if ext == "svg" else {})
+        fig.savefig(buffer, format=ext, bbox_inches=bbox, metadata={"Date": None} if ext == "svg" else {})
         target = Path(stem).with_suffix(f".{ext}")
         atomic_write_bytes(target, buffer.getvalue())
         written.append(target)
@@ -91,11 +98,13 @@ def save_figure(fig: plt.Figure, stem: str | Path) -> list[Path]:
     return written
 
 
-def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-epoch and per-iteration histories of every grid run, long format."""
-    epochs, iterations = [], []
+def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Per-epoch and per-iteration histories of every grid run, long format, and the runs' optimizers
+    (each file read once: the histories make them large)."""
+    epochs, iterations, optimizers = [], [], set()
     for path in paths:
         r = read_json(path)
+        optimizers.add(r["optimizer"])
         h = r["history"]
         ident = {k: r[k] for k in ("cell", "optimizer", "variant", "seed", "status")}
         for i, epoch in enumerate(h["epoch"]):
@@ -107,17 +116,21 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
             iterations.append({**ident, "iteration": j + 1, "epoch": (j + 1) / per_epoch, "loss": value})
     ident_columns = ["cell", "optimizer", "variant", "seed", "status"]
     return (pd.DataFrame(epochs, columns=[*ident_columns, "epoch", "split", "accuracy"]),
-            pd.DataFrame(iterations, columns=[*ident_columns, "iteration", "epoch", "loss"]))  # fmt: skip
+            pd.DataFrame(iterations, columns=[*ident_columns, "iteration", "epoch", "loss"]),
+            sorted(optimizers))  # fmt: skip
 
 
 def optimizer_curves(
-    result_paths: Iterable[str | Path], out_dir: str | Path, smooth: int = 20, lang: str = "en"
+    result_paths: Iterable[str | Path],
+    out_dir: str | Path,
+    smooth: int = 20,
+    lang: str = "en",
+    formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
     """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3)."""
     t = use_language(lang)
     result_paths = list(result_paths)
-    optimizers = sorted({read_json(p)["optimizer"] for p in result_paths})
-    epochs, iterations = load_histories(result_paths)
+    epochs, iterations, optimizers = load_histories(result_paths)
     epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
     written = []
     for optimizer in optimizers:
@@ -129,9 +142,11 @@ def optimizer_curves(
             fig, ax = plt.subplots(figsize=(6, 2))
             ax.axis("off")
             ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer), ha="center", va="center")
-            written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}")
+            written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
             continue
         it["smoothed loss"] = it.groupby("seed")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
+        # a smoothed line needs no more than ~1000 points per seed (fewer to draw, and a smaller SVG)
+        it = it[it.groupby("seed").cumcount() % max(1, len(it) // (1000 * max(1, it["seed"].nunique()))) == 0]
         it = it.rename(columns={"seed": t["seed"]})
         ep = ep.rename(columns={"split": t["split"]})
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -142,11 +157,13 @@ def optimizer_curves(
                      ax=ax_acc)  # fmt: skip
         ax_acc.set(xlabel=t["epoch"], ylabel=t["acc_y"])
         ax_acc.set_title(t["acc_title"].format(opt=optimizer))
-        written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}")
+        written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
     return written
 
 
-def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en") -> list[Path]:
+def grid_comparison(
+    runs_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
     """Validation and test accuracy of every cell, each seed a dot, mean ± sd as a bar."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
@@ -164,7 +181,7 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
         ax.text(0.5, 0.5, t["diverged"].format(n=len(runs), cells=""), ha="center", va="center")
-        return save_figure(fig, Path(out_dir) / "grid_comparison")
+        return save_figure(fig, Path(out_dir) / "grid_comparison", formats)
     dodge = 0.3 if ok[t["optimizer"]].nunique() > 1 else False
     grid = sns.catplot(
         ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits, order=order,
@@ -177,10 +194,12 @@ def grid_comparison(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     diverged = runs[runs["status"] != "ok"]
     if len(diverged):
         grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
-    return save_figure(grid.figure, Path(out_dir) / "grid_comparison")
+    return save_figure(grid.figure, Path(out_dir) / "grid_comparison", formats)
 
 
-def deep_vs_shallow(runs_csv: str | Path, out_dir: str | Path, lang: str = "en") -> list[Path]:
+def deep_vs_shallow(
+    runs_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
     """The CNN against the plain BP network: test accuracy per seed, and training time per epoch."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
@@ -195,7 +214,7 @@ def deep_vs_shallow(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
         ax_acc.axis("off")
         ax_time.axis("off")
         ax_acc.text(0.5, 0.5, t["no_cnn"], ha="center", va="center")
-        return save_figure(fig, Path(out_dir) / "deep_vs_shallow")
+        return save_figure(fig, Path(out_dir) / "deep_vs_shallow", formats)
     sns.pointplot(both, x="model", y="test acc (%)", hue=t["optimizer"], errorbar="sd", capsize=0.1,
                   linestyle="none", ax=ax_acc)  # fmt: skip
     sns.stripplot(
@@ -204,10 +223,12 @@ def deep_vs_shallow(runs_csv: str | Path, out_dir: str | Path, lang: str = "en")
     ax_acc.set(xlabel="", ylabel=t["test_acc"], title=t["deep_title"])
     sns.barplot(both, x="model", y="time_per_epoch", hue=t["optimizer"], errorbar="sd", ax=ax_time)
     ax_time.set(xlabel="", ylabel=t["time_epoch"], title=t["time_title"])
-    return save_figure(fig, Path(out_dir) / "deep_vs_shallow")
+    return save_figure(fig, Path(out_dir) / "deep_vs_shallow", formats)
 
 
-def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path, lang: str = "en") -> list[Path]:
+def search_figures(
+    trials_csvs: dict[str, str | Path], out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
     """Optuna's optimisation history and learning rate against validation accuracy, one panel per study."""
     t = use_language(lang)
     frames = []
@@ -229,10 +250,10 @@ def search_figures(trials_csvs: dict[str, str | Path], out_dir: str | Path, lang
         ax.plot(sel["slot"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
         ax.set(title=t["history_title"].format(study=study), xlabel=t["trial"], ylabel=t["val_acc"])
         ax.legend(loc="lower right")
-    written = save_figure(fig, Path(out_dir) / "search_history")
+    written = save_figure(fig, Path(out_dir) / "search_history", formats)
     fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     for ax, study in zip(axes[0], studies):
         sel = trials[trials["study"] == study]
         sns.scatterplot(sel, x="lr", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
         ax.set(xscale="log", title=t["lr_title"].format(study=study), xlabel=t["lr"], ylabel=t["val_acc"])
-    return written + save_figure(fig, Path(out_dir) / "lr_vs_accuracy")
+    return written + save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from .io import read_json
-from .tracking import adopt_local_store, git_commit, is_relative_sqlite, resolve_uri
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +33,8 @@ def start_job(snakemake: Any) -> None:
 
 def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str, Any]:
     """Tracking URI, experiment ids, study name and git commit, as the job functions take them."""
+    from .tracking import adopt_local_store, git_commit, is_relative_sqlite, resolve_uri  # MLflow: only here
+
     store = read_json(store_json)
     folder = Path.cwd().resolve()  # Snakemake runs every job in the workflow's folder
     workflow = str(folder)

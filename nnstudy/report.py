@@ -313,12 +313,13 @@ def write_report(
     written: dict[str, Path] = {}
     for lang in langs:
         fig_dir = out_dir / "figures" / lang
-        optimizer_curves(result_paths, fig_dir, lang=lang)
-        grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)
+        png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
+        optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
+        grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
         if config["cnn"]["enabled"]:
-            deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang)
+            deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
         if studies:
-            search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang)
+            search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang, formats=png)
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
                                 dataset_json=Path(dataset_json), config=config, lang=lang)  # fmt: skip
         markdown = render_markdown(template_dir, lang, context)

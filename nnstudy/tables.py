@@ -19,7 +19,8 @@ RUN_COLUMNS = [
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per grid run (no histories), sorted by cell and seed."""
-    rows = [{k: read_json(p).get(k) for k in RUN_COLUMNS} for p in paths]
+    results = [read_json(p) for p in paths]  # each file once: the histories make them large
+    rows = [{k: result.get(k) for k in RUN_COLUMNS} for result in results]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame["arch"] = frame["arch"].fillna("mlp")
     return frame.sort_values(["arch", "optimizer", "batchnorm", "dropout", "seed"], key=_arch_first).reset_index(
