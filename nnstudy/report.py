@@ -305,21 +305,29 @@ def html_to_pdf(html: str, path: Path) -> None:
 def write_report(
     *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
     dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
-    langs: Iterable[str] = LANGS,
+    langs: Iterable[str] = LANGS, drawn: Iterable[str | Path] = (),
 ) -> dict[str, Path]:  # fmt: skip
-    """Render figures, Markdown, HTML and (optionally) PDF for each of ``langs`` into ``out_dir``."""
+    """Render figures, Markdown, HTML and (optionally) PDF for each of ``langs`` into ``out_dir``.
+
+    ``drawn``: the English PNGs that the ``figures`` job made already; the English report copies them
+    instead of drawing them again."""
     out_dir, template_dir = Path(out_dir), Path(template_dir)
     css = (template_dir / "style.css").read_text()
     written: dict[str, Path] = {}
     for lang in langs:
         fig_dir = out_dir / "figures" / lang
         png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
-        optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
-        grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
-        if config["cnn"]["enabled"]:
-            deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
-        if studies:
-            search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang, formats=png)
+        if lang == "en" and drawn:
+            for path in map(Path, drawn):
+                atomic_write_bytes(fig_dir / path.name, path.read_bytes())
+        else:
+            optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
+            grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
+            if config["cnn"]["enabled"]:
+                deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
+            if studies:
+                search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang,
+                               formats=png)  # fmt: skip
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
                                 dataset_json=Path(dataset_json), config=config, lang=lang)  # fmt: skip
         markdown = render_markdown(template_dir, lang, context)

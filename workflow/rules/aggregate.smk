@@ -92,6 +92,7 @@ rule figures:
         ),
     log:
         "results/logs/figures.log",
+    priority: 1  # before register_models: the English report waits for these figures
     conda:
         "../../environment.yml"
     threads: 1

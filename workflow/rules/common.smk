@@ -88,3 +88,10 @@ def all_rounds(wildcards):
         for round_ in range(n_rounds(settings))
         for path in round_outputs(wildcards.study, round_)
     ]
+
+
+def drawn_figures(wildcards):
+    """The English report takes the figures job's PNGs; another language draws its own, beside that job."""
+    if wildcards.lang != "en":
+        return []
+    return [path for path in rules.figures.output if path.endswith(".png")]

@@ -5,8 +5,8 @@ REPORT_TEMPLATES = [
 ]
 
 
+# one job per language, so that the languages run side by side
 rule lab_report:
-    """One job per language, so that both run side by side (and beside `figures`)."""
     input:
         results=grid_results(),
         tables=rules.tables.output,
@@ -14,6 +14,7 @@ rule lab_report:
         trials=expand("results/search/{study}/trials.csv", study=STUDIES),
         dataset=rules.prepare_dataset.output.summary,
         templates=REPORT_TEMPLATES,
+        figures=drawn_figures,
     output:
         markdown="report/lab_report.{lang}.md",
         html=report(
@@ -26,6 +27,7 @@ rule lab_report:
         "results/logs/lab_report.{lang}.log",
     wildcard_constraints:
         lang="en|zh",
+    priority: 1
     conda:
         "../../environment.yml"
     threads: 1

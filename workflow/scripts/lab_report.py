@@ -14,4 +14,5 @@ write_report(
     template_dir=snakemake.params.template_dir,
     out_dir=Path(snakemake.output.markdown).parent,
     langs=[snakemake.params.lang],
+    drawn=list(snakemake.input.figures),
 )
