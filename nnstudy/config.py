@@ -18,18 +18,27 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message names the key and what is allowed."""
 
 
+#: the protocol's arms: ``replication`` trains every cell at the seed report's learning rates, ``tuned`` at
+#: the learning rate its own search found (or the fallback table when searches are off)
+ARMS = ("replication", "tuned")
+ARM_PREFIX = {"replication": "rep-", "tuned": ""}
+#: the seed report's claims, tested in each arm (see nnstudy.claims)
+CLAIMS = ("adam_beats_sgd", "bn_improves", "dropout_improves", "bn_dp_worse_than_best_single", "cnn_beats_bpnn")
+
+
 @dataclass(frozen=True)
 class Cell:
-    """One grid cell: architecture (the BP network, or the CNN) x optimiser x batch norm x dropout."""
+    """One grid cell: arm x architecture (the BP network, or the CNN) x optimiser x batch norm x dropout."""
 
     optimizer: str
     batchnorm: bool
     dropout: float
     arch: str = "mlp"
+    arm: str = "tuned"
 
     @property
     def name(self) -> str:
-        prefix = "" if self.arch == "mlp" else f"{self.arch}-"
+        prefix = ARM_PREFIX[self.arm] + ("" if self.arch == "mlp" else f"{self.arch}-")
         return f"{prefix}{self.optimizer}-bn{int(self.batchnorm)}-dp{self.dropout:g}"
 
     @property
@@ -41,10 +50,12 @@ class Cell:
 
     @classmethod
     def parse(cls, name: str) -> Cell:
-        match = re.fullmatch(r"(?:(cnn)-)?([a-z]+)-bn([01])-dp([0-9.]+)", name)
+        match = re.fullmatch(r"(rep-)?(?:(cnn)-)?([a-z]+)-bn([01])-dp([0-9.]+)", name)
         if not match:
-            raise ConfigError(f"not a grid cell name: {name!r} (expected e.g. adam-bn1-dp0.5 or cnn-adam-bn0-dp0)")
-        return cls(match[2], match[3] == "1", float(match[4]), match[1] or "mlp")
+            raise ConfigError(f"not a grid cell name: {name!r} (expected e.g. adam-bn1-dp0.5, cnn-adam-bn0-dp0 "
+                              "or rep-sgd-bn0-dp0)")  # fmt: skip
+        arm = "replication" if match[1] else "tuned"
+        return cls(match[3], match[4] == "1", float(match[5]), match[2] or "mlp", arm)
 
 
 def check_name(key: str, value: str) -> str:
@@ -135,21 +146,48 @@ def check_config(config: dict[str, Any]) -> None:
             CNNSpec(conv=tuple(tuple(c) for c in cnn["conv"]), hidden=tuple(cnn["hidden"]))
         except ValueError as exc:
             raise ConfigError(f"cnn.conv: {exc}") from None
+    check_protocol(config)
     if data["train_size"] + data["val_size"] > 60_000:
         raise ConfigError(
             f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
         )
 
 
+def check_protocol(config: dict[str, Any]) -> None:
+    """The replication arm needs the seed's rate for every optimizer; CNN seeds must pair with grid seeds."""
+    protocol, grid, cnn = config["protocol"], config["grid"], config["cnn"]
+    if "replication" in protocol["arms"]:
+        optimizers = set(grid["optimizers"]) | (set(cnn["optimizers"]) if cnn["enabled"] else set())
+        missing = sorted(optimizers - set(protocol["replication_lr"]))
+        if missing:
+            raise ConfigError(f"protocol.replication_lr lacks {missing}, needed by the replication arm")
+    extra = sorted(set(cnn.get("seeds") or []) - set(grid["seeds"]))
+    if extra:
+        raise ConfigError(f"cnn.seeds {extra} are not in grid.seeds: each CNN seed is paired with the BP "
+                          "network's run of the same seed")  # fmt: skip
+
+
 def grid_cells(config: dict[str, Any]) -> list[Cell]:
-    """Every optimiser x batch norm x dropout cell of the BP network, then the CNN cells, in config order."""
-    g = config["grid"]
-    cells = [Cell(o, bool(b), float(p)) for o in g["optimizers"] for b in g["batchnorm"] for p in g["dropout"]]
-    c = config["cnn"]
-    if c["enabled"]:
-        cells += [Cell(o, bool(b), float(p), "cnn") for o in c["optimizers"] for b in c["batchnorm"]
-                  for p in c["dropout"]]  # fmt: skip
+    """For each arm of the protocol: every optimiser x batch norm x dropout cell of the BP network, then the
+    CNN cells, in config order."""
+    g, c = config["grid"], config["cnn"]
+    cells = []
+    for arm in config["protocol"]["arms"]:
+        cells += [Cell(o, bool(b), float(p), "mlp", arm) for o in g["optimizers"] for b in g["batchnorm"]
+                  for p in g["dropout"]]  # fmt: skip
+        if c["enabled"]:
+            cells += [Cell(o, bool(b), float(p), "cnn", arm) for o in c["optimizers"] for b in c["batchnorm"]
+                      for p in c["dropout"]]  # fmt: skip
     return cells
+
+
+def cell_seeds(config: dict[str, Any], cell: Cell) -> list[int]:
+    """The seeds a cell is trained with: ``grid.seeds``, or ``cnn.seeds`` for the CNN when given (the first
+    seeds of the grid's, so that every CNN seed has its paired BP-network seed)."""
+    seeds = config["grid"]["seeds"]
+    if cell.arch == "cnn" and config["cnn"].get("seeds"):
+        seeds = config["cnn"]["seeds"]
+    return [int(seed) for seed in seeds]
 
 
 def search_cell(config: dict[str, Any], optimizer: str, arch: str = "mlp") -> Cell:
@@ -158,8 +196,10 @@ def search_cell(config: dict[str, Any], optimizer: str, arch: str = "mlp") -> Ce
     return Cell(optimizer, bool(s["batchnorm"]), float(s["dropout"]), arch)
 
 
-def study_for_cell(config: dict[str, Any], cell: Cell) -> str:
-    """Name of the Optuna study whose best learning rate the cell uses."""
+def study_for_cell(config: dict[str, Any], cell: Cell) -> str | None:
+    """Name of the Optuna study whose best learning rate the cell uses (none in the replication arm)."""
+    if cell.arm == "replication":
+        return None
     if config["search"]["per_cell"]:
         return f"lr-{cell.name}"
     return f"lr-{cell.optimizer}" if cell.arch == "mlp" else f"lr-{cell.arch}-{cell.optimizer}"
@@ -169,7 +209,7 @@ def study_names(config: dict[str, Any]) -> list[str]:
     """All learning-rate studies the config asks for (none when searches are off)."""
     if not config["search"]["enabled"]:
         return []
-    return sorted({study_for_cell(config, c) for c in grid_cells(config)})
+    return sorted({name for c in grid_cells(config) if (name := study_for_cell(config, c))})
 
 
 def study_cell(config: dict[str, Any], study: str) -> Cell:
@@ -198,6 +238,8 @@ def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) 
         c = config["cnn"]
         options.update(max_epochs=c["max_epochs"], conv=[list(v) for v in c["conv"]], hidden=list(c["hidden"]))
     options["arch"] = cell.arch
+    if cell.optimizer != "adam":  # only Adam reads it: editing it reruns only the Adam cells
+        options.pop("adam_beta2", None)
     if for_search:
         options["max_epochs"] = search_settings(config, cell)["max_epochs"]
     return options
@@ -225,7 +267,11 @@ def part_slots(search: dict[str, Any], round_: int, part: int) -> list[int]:
 
 
 def fallback_lr(config: dict[str, Any], cell: Cell) -> dict[str, float]:
-    """The cell's own entry of the fallback table (nothing else, so editing another optimizer's fallback
-    does not rerun this cell)."""
-    table = config["cnn"]["fallback_lr"] if cell.arch == "cnn" else config["grid"]["fallback_lr"]
+    """The cell's own entry of the learning-rate table it falls back on: the seed report's rates
+    (``protocol.replication_lr``) in the replication arm, else ``grid.fallback_lr`` or ``cnn.fallback_lr``
+    (nothing else, so editing another optimizer's rate does not rerun this cell)."""
+    if cell.arm == "replication":
+        table = config["protocol"]["replication_lr"]
+    else:
+        table = config["cnn"]["fallback_lr"] if cell.arch == "cnn" else config["grid"]["fallback_lr"]
     return {cell.optimizer: table[cell.optimizer]} if cell.optimizer in table else {}

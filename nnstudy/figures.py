@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .io import atomic_write_bytes, read_json  # noqa: E402
-from .tables import VARIANTS  # noqa: E402
+from .tables import VARIANTS, budget_table, main_arm  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 plt.rcParams["svg.hashsalt"] = "nnstudy"  # stable SVG ids, so unchanged figures are byte-identical
@@ -38,6 +38,9 @@ LABELS = {
         "params": "parameters", "no_cnn": "no finished CNN run", "test_acc": "test accuracy (%)",
         "deep_title": "CNN vs BP network: test accuracy", "time_epoch": "training time per epoch (s)",
         "time_title": "cost per epoch (1 thread)",
+        "arm": "arm", "replication": "replication (the seed's rates)", "tuned": "tuned (searched rates)",
+        "budget_x": "search trials k", "budget_y": "expected best validation accuracy (%)",
+        "budget_title": "Expected best of k trials (Dodge et al. 2019)", "study": "search",
     },
     "zh": {
         "epoch": "轮次 (epoch)", "seed": "随机种子", "split": "数据集", "train": "训练集", "validation": "验证集",
@@ -53,6 +56,9 @@ LABELS = {
         "params": "个参数", "no_cnn": "没有完成的 CNN 运行", "test_acc": "测试准确率 (%)",
         "deep_title": "CNN 与 BP 网络：测试准确率", "time_epoch": "每轮训练时间 (秒)",
         "time_title": "每轮开销（单线程）",
+        "arm": "实验组", "replication": "复现组（原报告学习率）", "tuned": "调优组（搜索所得学习率）",
+        "budget_x": "搜索试验次数 k", "budget_y": "期望最佳验证准确率 (%)",
+        "budget_title": "k 次试验的期望最佳值（Dodge 等，2019）", "study": "搜索",
     },
 }  # fmt: skip
 
@@ -107,6 +113,7 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
         optimizers.add(r["optimizer"])
         h = r["history"]
         ident = {k: r[k] for k in ("cell", "optimizer", "variant", "seed", "status")}
+        ident["arm"] = r.get("arm", "tuned")
         for i, epoch in enumerate(h["epoch"]):
             for split, key in (("train", "train_acc"), ("validation", "val_acc")):
                 epochs.append({**ident, "epoch": epoch, "split": split, "accuracy": h[key][i] * 100})
@@ -114,7 +121,7 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
         per_epoch = max(1, len(losses) // max(1, len(h["epoch"])))
         for j, value in enumerate(losses):
             iterations.append({**ident, "iteration": j + 1, "epoch": (j + 1) / per_epoch, "loss": value})
-    ident_columns = ["cell", "optimizer", "variant", "seed", "status"]
+    ident_columns = ["cell", "optimizer", "variant", "seed", "status", "arm"]
     return (pd.DataFrame(epochs, columns=[*ident_columns, "epoch", "split", "accuracy"]),
             pd.DataFrame(iterations, columns=[*ident_columns, "iteration", "epoch", "loss"]),
             sorted(optimizers))  # fmt: skip
@@ -127,10 +134,13 @@ def optimizer_curves(
     lang: str = "en",
     formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
-    """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3)."""
+    """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3),
+    in the tuned arm (the replication arm when it is the only one)."""
     t = use_language(lang)
     result_paths = list(result_paths)
     epochs, iterations, optimizers = load_histories(result_paths)
+    arm = main_arm(epochs["arm"])
+    epochs, iterations = epochs[epochs["arm"] == arm], iterations[iterations["arm"] == arm]
     epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
     written = []
     for optimizer in optimizers:
@@ -164,14 +174,16 @@ def optimizer_curves(
 def grid_comparison(
     runs_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
 ) -> list[Path]:
-    """Validation and test accuracy of every cell, each seed a dot, mean ± sd as a bar."""
+    """Validation and test accuracy of every cell, each seed a dot, mean ± sd as a bar; a row per arm."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
     runs = runs[runs["arch"] == "mlp"]
     ok = runs[runs["status"] == "ok"].melt(
-        id_vars=["optimizer", "variant", "seed"], value_vars=["best_val_acc", "test_acc"], var_name="split",
+        id_vars=["arm", "optimizer", "variant", "seed"], value_vars=["best_val_acc", "test_acc"], var_name="split",
         value_name="accuracy",
     )  # fmt: skip
+    arms = [a for a in ("replication", "tuned") if a in set(ok["arm"])]
+    ok["arm"] = ok["arm"].map({a: t[a] for a in arms})
     ok["accuracy"] *= 100
     splits = [t["val_best"], t["test"]]
     ok["split"] = ok["split"].map({"best_val_acc": splits[0], "test_acc": splits[1]})
@@ -183,14 +195,17 @@ def grid_comparison(
         ax.text(0.5, 0.5, t["diverged"].format(n=len(runs), cells=""), ha="center", va="center")
         return save_figure(fig, Path(out_dir) / "grid_comparison", formats)
     dodge = 0.3 if ok[t["optimizer"]].nunique() > 1 else False
+    rows = [t[a] for a in arms]
     grid = sns.catplot(
         ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits, order=order,
-        errorbar="sd", dodge=dodge, linestyle="none", capsize=0.1, height=4, aspect=1.2,
+        row="arm", row_order=rows, errorbar="sd", dodge=dodge, linestyle="none", capsize=0.1, height=4, aspect=1.2,
+        sharey=False,
     )  # fmt: skip
-    for ax, split in zip(grid.axes.flat, splits):
-        sns.stripplot(ok[ok["split"] == split], x="variant", y="accuracy", hue=t["optimizer"], order=order,
-                      dodge=dodge, jitter=False, alpha=0.4, ax=ax, legend=False)  # fmt: skip
-        ax.set(xlabel="", ylabel=t["accuracy"], title=split)
+    for (row, split), ax in grid.axes_dict.items():
+        sel = ok[(ok["split"] == split) & (ok["arm"] == row)]
+        sns.stripplot(sel, x="variant", y="accuracy", hue=t["optimizer"], order=order, dodge=dodge, jitter=False,
+                      alpha=0.4, ax=ax, legend=False)  # fmt: skip
+        ax.set(xlabel="", ylabel=t["accuracy"], title=f"{row}: {split}")
     diverged = runs[runs["status"] != "ok"]
     if len(diverged):
         grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
@@ -203,6 +218,7 @@ def deep_vs_shallow(
     """The CNN against the plain BP network: test accuracy per seed, and training time per epoch."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
+    runs = runs[runs["arm"] == main_arm(runs["arm"])]
     cnn = runs[(runs["arch"] == "cnn") & (runs["status"] == "ok")]
     plain = runs[(runs["variant"] == "BPNN") & (runs["status"] == "ok") & runs["optimizer"].isin(cnn["optimizer"])]
     both = pd.concat([plain, cnn])
@@ -242,18 +258,36 @@ def search_figures(
     states = [t["COMPLETE"], t["PRUNED"], t["FAIL"]]
     trials[t["state"]] = trials["state"].map({"COMPLETE": states[0], "PRUNED": states[1], "FAIL": states[2]})
     studies = list(trials_csvs)
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
     trials = trials[trials["holds_slot"]]  # one trial per slot: a killed trial's rerun replaces it
-    for ax, study in zip(axes[0], studies):
+    fig, axes = panels(len(studies))
+    for ax, study in zip(axes, studies):
         sel = trials[trials["study"] == study].sort_values("slot")
         sns.scatterplot(sel, x="slot", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
         ax.plot(sel["slot"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
         ax.set(title=t["history_title"].format(study=study), xlabel=t["trial"], ylabel=t["val_acc"])
         ax.legend(loc="lower right")
     written = save_figure(fig, Path(out_dir) / "search_history", formats)
-    fig, axes = plt.subplots(1, len(studies), figsize=(5.5 * len(studies), 4), squeeze=False)
-    for ax, study in zip(axes[0], studies):
+    fig, axes = panels(len(studies))
+    for ax, study in zip(axes, studies):
         sel = trials[trials["study"] == study]
         sns.scatterplot(sel, x="lr", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
         ax.set(xscale="log", title=t["lr_title"].format(study=study), xlabel=t["lr"], ylabel=t["val_acc"])
-    return written + save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)
+    written += save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)
+    budget = budget_table(list(trials_csvs.values()))
+    budget["study"] = budget["study"] + " (N = " + budget["n_trials"].astype(str) + ")"
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(budget, x="k", y="expected_best_val_acc", hue="study", marker="o", ax=ax)
+    ax.set(xlabel=t["budget_x"], ylabel=t["budget_y"], title=t["budget_title"])
+    ax.legend(title=t["study"], fontsize="small", loc="lower right")
+    return written + save_figure(fig, Path(out_dir) / "search_budget", formats)
+
+
+def panels(n: int, columns: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
+    """``n`` panels in rows of ``columns`` (the unused ones hidden)."""
+    rows = -(-n // columns)
+    width = min(n, columns)
+    fig, axes = plt.subplots(rows, width, figsize=(5.5 * width, 4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.axis("off")
+    return fig, flat[:n]

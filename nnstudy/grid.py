@@ -20,7 +20,12 @@ from .training import TrainSettings, epoch_logger, run_params, summary_metrics, 
 
 
 def learning_rate(cell: Cell, best_file: str | Path | None, fallback: dict[str, float]) -> tuple[float, str]:
-    """The cell's learning rate and where it came from (a search's best, or the fallback table)."""
+    """The cell's learning rate and where it came from (the seed report's in the replication arm, else a
+    search's best, or the fallback table)."""
+    if cell.arm == "replication":
+        if cell.optimizer not in fallback:
+            raise ValueError(f"no learning rate for {cell.optimizer}: protocol.replication_lr has no entry")
+        return float(fallback[cell.optimizer]), "replication (the seed report's rate)"
     if best_file:
         best = read_json(best_file)
         if best.get("lr") is not None and best.get("source") == "search":
@@ -61,6 +66,7 @@ def run_grid_job(
         tags={
             **owner,
             "workflow": tracking["workflow"],
+            "arm": cell.arm,
             "optimizer": cell.optimizer,
             "variant": cell.variant,
             "status": "running",
@@ -84,6 +90,7 @@ def run_grid_job(
     metrics = summary_metrics(outcome, test_acc)
     fields = {
         **identity,
+        "arm": cell.arm,
         "arch": cell.arch,
         "optimizer": cell.optimizer,
         "batchnorm": cell.batchnorm,

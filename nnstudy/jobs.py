@@ -51,7 +51,15 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "log_models": config["mlflow"]["log_models"],
         "workflow": workflow,
         "workflow_id": hashlib.sha256(workflow.encode()).hexdigest()[:12],  # for filters: no quoting trouble
+        "protocol_tags": protocol_tags(config.get("protocol", {})),
     }
 
 
-__all__ = ["start_job", "tracking_context"]
+def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
+    """The declared protocol as MLflow tags on every run (tags, not rule parameters: declaring another
+    claim does not rerun a training)."""
+    return {f"protocol.{key}": ",".join(map(str, value)) if isinstance(value, list) else str(value)
+            for key, value in protocol.items() if not isinstance(value, dict)}  # fmt: skip
+
+
+__all__ = ["protocol_tags", "start_job", "tracking_context"]

@@ -26,7 +26,7 @@ from nnlib import layers, optim
 
 from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .io import atomic_write_bytes, atomic_write_text, read_json
-from .tables import display_table, display_table3, mean_std
+from .tables import display_table, display_table3, main_arm, mean_std
 
 LANGS = ("en", "zh")
 #: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
@@ -38,7 +38,8 @@ PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "optuna", "mlfl
 HEADERS = {
     "en": {},
     "zh": {"optimizer": "优化器", "variant": "模型", "lr": "学习率", "val acc (%)": "验证准确率 (%)",
-           "test acc (%)": "测试准确率 (%)", "epochs to best": "最佳轮次", "epochs run": "训练轮次", "n": "运行次数",
+           "test acc (%)": "测试准确率 (%)", "epochs to best, median [IQR]": "最佳轮次，中位数 [四分位距]",
+           "epochs run": "训练轮次", "arm": "实验组", "n": "运行次数",
            "time per epoch (s)": "每轮时间 (秒)", "parameters": "参数量"},
 }  # fmt: skip
 VERDICTS = {
@@ -55,9 +56,35 @@ METRICS = {
 }  # fmt: skip
 
 
+ARMS = {
+    "en": {"replication": "replication", "tuned": "tuned"},
+    "zh": {"replication": "复现组", "tuned": "调优组"},
+}
+CLAIMS = {
+    "en": {"adam_beats_sgd": "Adam beats SGD on the plain network", "bn_improves": "BN improves accuracy ({opt})",
+           "dropout_improves": "dropout improves accuracy ({opt})",
+           "bn_dp_worse_than_best_single": "BN+DP is worse than the better of BN and DP alone ({opt})",
+           "cnn_beats_bpnn": "the CNN beats the BP network ({opt})"},
+    "zh": {"adam_beats_sgd": "在基础网络上 Adam 优于 SGD", "bn_improves": "批量归一化提高准确率（{opt}）",
+           "dropout_improves": "丢弃法提高准确率（{opt}）",
+           "bn_dp_worse_than_best_single": "BN+DP 不如 BN、DP 中较好的一个（{opt}）",
+           "cnn_beats_bpnn": "CNN 优于 BP 网络（{opt}）"},
+}  # fmt: skip
+CLAIM_VERDICTS = {
+    "en": {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"},
+    "zh": {"supported": "支持", "contradicted": "相反", "inconclusive": "无定论"},
+}
+PRIMARY = {
+    "en": {"test_acc": "test accuracy", "best_val_acc": "validation accuracy"},
+    "zh": {"test_acc": "测试准确率", "best_val_acc": "验证准确率"},
+}
+
+
 def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
     if value is None or pd.isna(value):
         return "—"
+    if round(value, digits) == 0:  # no "-0.00"
+        value = 0.0
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 
 
@@ -68,7 +95,9 @@ def fmt_p(p: float) -> str:
 
 
 def table_markdown(summary: pd.DataFrame, first: list[str], lang: str) -> str:
-    shown = display_table(summary, first).rename(columns=HEADERS[lang])
+    shown = display_table(summary, first)
+    shown["arm"] = shown["arm"].map(ARMS[lang])
+    shown = shown.rename(columns=HEADERS[lang])
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
@@ -88,6 +117,49 @@ def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str,
     return out
 
 
+def claim_rows(claims: pd.DataFrame, lang: str) -> list[dict[str, str]]:
+    """The confirmatory claims, formatted once for the claims table and the conclusions."""
+    rows = []
+    for row in claims.itertuples():
+        base, _, opt = row.claim.partition(":")
+        rows.append({
+            "arm": row.arm, "arm_text": ARMS[lang][row.arm], "claim": row.claim,
+            "text": CLAIMS[lang][base].format(opt=opt), "a": row.a, "b": row.b, "n": str(row.n),
+            "estimate": fmt_num(row.estimate, 2, signed=True),
+            "ci": f"[{fmt_num(row.ci_low, 2, True)}, {fmt_num(row.ci_high, 2, True)}]",
+            "p": fmt_p(row.p_value), "p_holm": fmt_p(row.p_holm), "p_wilcoxon": fmt_p(row.p_wilcoxon),
+            "d": fmt_num(row.effect_size, 2), "mde": fmt_num(row.mde, 2), "verdict": row.verdict,
+            "verdict_text": CLAIM_VERDICTS[lang][row.verdict],
+        })  # fmt: skip
+    return rows
+
+
+def claims_markdown(rows: list[dict[str, str]], lang: str) -> str:
+    if not rows:
+        return "(no claim can be tested: the grid lacks the cells)" if lang == "en" else "（网格中缺少检验所需的设置）"
+    en = lang == "en"
+    columns = (["arm", "claim", "B − A (pp)", "95% CI (BCa)", "n", "p (paired t)", "p (Holm)", "p (Wilcoxon)", "d_z",
+                "MDE (pp)", "verdict"] if en else
+               ["实验组", "论断", "B − A（百分点）", "95% 置信区间（BCa）", "n", "p（配对 t）", "p（Holm）",
+                "p（Wilcoxon）", "d_z", "最小可检测效应（百分点）", "结论"])  # fmt: skip
+    keys = ["arm_text", "text", "estimate", "ci", "n", "p", "p_holm", "p_wilcoxon", "d", "mde", "verdict_text"]
+    frame = pd.DataFrame([[row[k] for k in keys] for row in rows], columns=columns)
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
+    """Expected best validation accuracy at a few budgets per study (the full curve is in budget.csv)."""
+    if budget.empty:
+        return ""
+    rows = []
+    for study, group in budget.groupby("study", sort=False):
+        n = int(group["n_trials"].iloc[0])
+        picks = sorted({k for k in (1, 2, 5, 10, 20, n) if k <= n})
+        values = group.set_index("k")["expected_best_val_acc"]
+        rows.append({"study" if lang == "en" else "搜索": study, **{f"k = {k}": fmt_num(values[k]) for k in picks}})
+    return pd.DataFrame(rows).fillna("—").to_markdown(index=False, disable_numparse=True)
+
+
 def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
     if comparisons.empty:
         return "(no comparison: the grid has one cell per optimizer)" if lang == "en" else "（网格中没有可比较的设置）"
@@ -103,29 +175,34 @@ def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
 
 
 def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
-    """Our figures beside the seed report's single-run figures."""
-    rows = []
+    """The replication table: the seed report's single-run figure | our replication arm (the seed's rates)
+    | our tuned arm (searched rates), mean ± sd over seeds."""
     label = ("Table 1" if lang == "en" else "表 1", "Table 2 (Adam)" if lang == "en" else "表 2（Adam）")
-    for opt, (val, epochs, lr) in SEED_TABLE1.items():
-        ours = table1[table1["optimizer"] == opt]
-        if len(ours):
-            r = ours.iloc[0]
-            rows.append((label[0], opt.upper() if opt == "sgd" else "Adam", f"{val:.2f}", str(epochs), f"{lr:g}",
-                         mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
-                         mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1), f"{r.lr:.3g}"))  # fmt: skip
-    for variant, (val, epochs) in SEED_TABLE2.items():
-        ours = table2[(table2["optimizer"] == "adam") & (table2["variant"] == variant)]
-        if len(ours):
-            r = ours.iloc[0]
-            rows.append((label[1], variant, f"{val:.2f}", str(epochs), "0.001",
-                         mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
-                         mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1), f"{r.lr:.3g}"))  # fmt: skip
+    settings = [(label[0], opt, "BPNN", val, epochs) for opt, (val, epochs, _) in SEED_TABLE1.items()]
+    settings += [(label[1], "adam", variant, val, epochs) for variant, (val, epochs) in SEED_TABLE2.items()]
+    arms = [a for a in ("replication", "tuned") if a in set(table2["arm"])]
+    rows = []
+    for source, opt, variant, val, epochs in settings:
+        ours = {a: table2[(table2["arm"] == a) & (table2["optimizer"] == opt) & (table2["variant"] == variant)]
+                for a in arms}  # fmt: skip
+        if not any(len(o) for o in ours.values()):
+            continue
+        row = [source, variant if variant != "BPNN" or source != label[0] else ("SGD" if opt == "sgd" else "Adam"),
+               f"{val:.2f}", str(epochs)]  # fmt: skip
+        for arm in arms:
+            if len(ours[arm]):
+                r = ours[arm].iloc[0]
+                row += [mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
+                        f"{r.lr:.3g}"]  # fmt: skip
+            else:
+                row += ["—", "—", "—"]
+        rows.append(row)
     if lang == "en":
-        cols = ["", "setting", "seed val acc", "seed epochs", "seed lr", "our val acc (%)", "our test acc (%)",
-                "our epochs to best", "our lr"]  # fmt: skip
+        cols = ["", "setting", "seed val acc", "seed epochs"]
+        cols += [f"{a} {what}" for a in arms for what in ("val acc (%)", "test acc (%)", "lr")]
     else:
-        cols = ["", "设置", "原报告验证准确率", "原报告轮次", "原报告学习率", "本文验证准确率 (%)",
-                "本文测试准确率 (%)", "本文最佳轮次", "本文学习率"]  # fmt: skip
+        cols = ["", "设置", "原报告验证准确率", "原报告轮次"]
+        cols += [f"{ARMS['zh'][a]}{what}" for a in arms for what in ("验证准确率 (%)", "测试准确率 (%)", "学习率")]
     return pd.DataFrame(rows, columns=cols).to_markdown(index=False, disable_numparse=True)
 
 
@@ -190,11 +267,16 @@ def engine_code() -> dict[str, str]:
 def build_context(
     *, tables_dir: Path, search_dir: Path, studies: list[str], dataset_json: Path, config: dict, lang: str
 ) -> dict[str, Any]:
-    table1 = pd.read_csv(tables_dir / "table1.csv")
-    table2 = pd.read_csv(tables_dir / "table2.csv")
-    table3 = pd.read_csv(tables_dir / "table3.csv")
+    all_table1 = pd.read_csv(tables_dir / "table1.csv")
+    all_table2 = pd.read_csv(tables_dir / "table2.csv")
+    all_table3 = pd.read_csv(tables_dir / "table3.csv")
     runs = pd.read_csv(tables_dir / "runs.csv")
-    comparisons = pd.read_csv(tables_dir / "comparisons.csv")
+    all_comparisons = pd.read_csv(tables_dir / "comparisons.csv")
+    claims = claim_rows(pd.read_csv(tables_dir / "claims.csv"), lang)
+    budget = pd.read_csv(tables_dir / "budget.csv")
+    arm = main_arm(runs["arm"])  # the arm the descriptive text shows; the tables show every arm
+    table1, table2 = all_table1[all_table1["arm"] == arm], all_table2[all_table2["arm"] == arm]
+    table3, comparisons = all_table3[all_table3["arm"] == arm], all_comparisons[all_comparisons["arm"] == arm]
     trials = {s: pd.read_csv(search_dir / s / "trials.csv") for s in studies}
     searches = []
     for study in studies:
@@ -234,12 +316,13 @@ def build_context(
         "variants": variants,
         "cells": {(o, v): cell(o, v) for o in optimizers for v in variants},
         "t1": {o: cell(o) for o in optimizers},
-        "table1_md": table_markdown(table1, ["optimizer"], lang),
-        "table2_md": table_markdown(table2, ["optimizer", "variant"], lang),
-        "table3_md": display_table3(table3)
+        "table1_md": table_markdown(all_table1, ["arm", "optimizer"], lang),
+        "table2_md": table_markdown(all_table2, ["arm", "optimizer", "variant"], lang),
+        "table3_md": display_table3(all_table3)
+        .assign(arm=lambda shown: shown["arm"].map(ARMS[lang]))
         .rename(columns=HEADERS[lang])
         .to_markdown(index=False, disable_numparse=True)
-        if len(table3)
+        if len(all_table3)
         else "",
         "deep": {
             o: {"cnn": cell(o, "CNN", t3), "mlp": cell(o, "BPNN", t3)}
@@ -250,7 +333,19 @@ def build_context(
         "cnn_conv": config["cnn"]["conv"],
         "comparisons_md": comparisons_markdown(comparisons, lang),
         "cmp": comparison_rows(comparisons, lang),
-        "seed_md": seed_comparison(table1, table2, lang),
+        "seed_md": seed_comparison(all_table1, all_table2, lang),
+        "main_arm": arm,
+        "main_arm_text": ARMS[lang][arm],
+        "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
+        "arm_text": ARMS[lang],
+        "protocol": {**config["protocol"], "primary_text": PRIMARY[lang][config["protocol"]["primary_metric"]]},
+        "claims": claims,
+        "claims_md": claims_markdown(claims, lang),
+        "n_supported": sum(c["verdict"] == "supported" for c in claims),
+        "n_contradicted": sum(c["verdict"] == "contradicted" for c in claims),
+        "budget_md": budget_markdown(budget, lang),
+        "per_cell": bool(config["search"]["per_cell"]),
+        "cnn_seeds": config["cnn"].get("seeds") or config["grid"]["seeds"],
         "searches": searches,
         "search_enabled": bool(studies),
         "n_trials": config["search"]["n_trials"],

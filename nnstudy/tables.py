@@ -11,7 +11,7 @@ from .io import atomic_write_text, read_json
 
 VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP", "CNN", "CNN+BN", "CNN+DP", "CNN+BN+DP"]
 RUN_COLUMNS = [
-    "study", "cell", "arch", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
+    "study", "cell", "arm", "arch", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
     "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
     "mlflow_run_id", "mlflow_model_id", "git_commit", "started_at", "finished_at", "logging_seconds",
 ]  # fmt: skip
@@ -23,13 +23,21 @@ def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     rows = [{k: result.get(k) for k in RUN_COLUMNS} for result in results]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame["arch"] = frame["arch"].fillna("mlp")
-    return frame.sort_values(["arch", "optimizer", "batchnorm", "dropout", "seed"], key=_arch_first).reset_index(
-        drop=True
-    )
+    frame["arm"] = frame["arm"].fillna("tuned")
+    order = ["arm", "arch", "optimizer", "batchnorm", "dropout", "seed"]
+    return frame.sort_values(order, key=_in_order).reset_index(drop=True)
 
 
-def _arch_first(column: pd.Series) -> pd.Series:
-    return column.map({"mlp": 0, "cnn": 1}) if column.name == "arch" else column
+def main_arm(arms: pd.Series) -> str:
+    """The arm the descriptive figures and text show: tuned when it ran, else the only one."""
+    present = set(arms)
+    return "tuned" if "tuned" in present or not present else sorted(present)[0]
+
+
+def _in_order(column: pd.Series) -> pd.Series:
+    """The replication arm before the tuned one, the BP network before the CNN."""
+    orders = {"arm": {"replication": 0, "tuned": 1}, "arch": {"mlp": 0, "cnn": 1}}
+    return column.map(orders[column.name]) if column.name in orders else column
 
 
 def summarise(runs: pd.DataFrame, by: list[str], timing: bool = False) -> pd.DataFrame:
@@ -48,9 +56,19 @@ def summarise(runs: pd.DataFrame, by: list[str], timing: bool = False) -> pd.Dat
         for col, scale in measures:
             row[f"{col}_mean"] = ok[col].mean() * scale if len(ok) else float("nan")
             row[f"{col}_std"] = ok[col].std(ddof=1) * scale if len(ok) > 1 else float("nan")
+        for q, name in ((0.25, "q1"), (0.5, "median"), (0.75, "q3")):  # epochs: integers, censored by patience
+            row[f"epochs_to_best_{name}"] = ok["epochs_to_best"].quantile(q) if len(ok) else float("nan")
         out.append(row)
     stats = [f"{c}_{s}" for c, _ in measures for s in ("mean", "std")]
+    stats += [f"epochs_to_best_{name}" for name in ("median", "q1", "q3")]
     return pd.DataFrame(out, columns=[*by, "n", "n_diverged", "n_collapsed", "lr", "n_params", *stats])
+
+
+def median_iqr(median: float, q1: float, q3: float) -> str:
+    """``12 [9–15]``: a median and its interquartile range; ``—`` for no value."""
+    if pd.isna(median):
+        return "—"
+    return f"{median:g} [{q1:g}–{q3:g}]"
 
 
 def mean_std(mean: float, std: float, digits: int = 2) -> str:
@@ -64,8 +82,11 @@ def display_table(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     shown = summary[first].copy()
     shown["lr"] = summary["lr"].map(lambda v: f"{v:.3g}")
     for label, col, digits in (("val acc (%)", "best_val_acc", 2), ("test acc (%)", "test_acc", 2),
-                               ("epochs to best", "epochs_to_best", 1), ("epochs run", "epochs", 1)):  # fmt: skip
+                               ("epochs run", "epochs", 1)):  # fmt: skip
         shown[label] = [mean_std(m, s, digits) for m, s in zip(summary[f"{col}_mean"], summary[f"{col}_std"])]
+    shown.insert(shown.columns.get_loc("epochs run"), "epochs to best, median [IQR]", [
+        median_iqr(m, a, b) for m, a, b in zip(summary["epochs_to_best_median"], summary["epochs_to_best_q1"],
+                                               summary["epochs_to_best_q3"])])  # fmt: skip
     shown["n"] = summary["n"].astype(str) + [
         not_ok(d, c) for d, c in zip(summary["n_diverged"], summary["n_collapsed"])
     ]
@@ -79,31 +100,40 @@ def not_ok(diverged: int, collapsed: int) -> str:
 
 
 def table1(runs: pd.DataFrame) -> pd.DataFrame:
-    """Optimisers on the plain BP network (the seed's Table 1)."""
+    """Optimisers on the plain BP network (the seed's Table 1), per arm."""
     plain = runs[(runs["arch"] == "mlp") & (~runs["batchnorm"].astype(bool)) & (runs["dropout"] == 0)]
-    return summarise(plain, ["optimizer"])
+    return summarise(plain, ["arm", "optimizer"])
 
 
 def table2(runs: pd.DataFrame) -> pd.DataFrame:
-    """BPNN / +BN / +DP / +BN+DP for each optimiser (the seed's Table 2)."""
-    frame = summarise(runs[runs["arch"] == "mlp"], ["optimizer", "variant"])
+    """BPNN / +BN / +DP / +BN+DP for each optimiser (the seed's Table 2), per arm."""
+    frame = summarise(runs[runs["arch"] == "mlp"], ["arm", "optimizer", "variant"])
     frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
-    return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
+    return (
+        frame.sort_values(["arm", "optimizer", "variant"], key=_in_order, kind="stable")
+        .reset_index(drop=True)
+        .astype({"variant": str})
+    )
 
 
 def table3(runs: pd.DataFrame) -> pd.DataFrame:
-    """Deep against shallow: every CNN cell beside the plain BP network trained with the same optimiser."""
+    """Deep against shallow: every CNN cell beside the plain BP network trained with the same optimiser and
+    in the same arm."""
     cnn = runs[runs["arch"] == "cnn"]
     plain = runs[(runs["arch"] == "mlp") & (runs["variant"] == "BPNN") & runs["optimizer"].isin(cnn["optimizer"])]
     if cnn.empty:
-        return summarise(cnn, ["variant", "optimizer"], timing=True)
-    frame = summarise(pd.concat([plain, cnn]), ["variant", "optimizer"], timing=True)
+        return summarise(cnn, ["arm", "variant", "optimizer"], timing=True)
+    frame = summarise(pd.concat([plain, cnn]), ["arm", "variant", "optimizer"], timing=True)
     frame["variant"] = pd.Categorical(frame["variant"], categories=VARIANTS, ordered=True)
-    return frame.sort_values(["optimizer", "variant"]).reset_index(drop=True).astype({"variant": str})
+    return (
+        frame.sort_values(["arm", "optimizer", "variant"], key=_in_order, kind="stable")
+        .reset_index(drop=True)
+        .astype({"variant": str})
+    )
 
 
 def display_table3(summary: pd.DataFrame) -> pd.DataFrame:
-    shown = display_table(summary, ["variant", "optimizer"])
+    shown = display_table(summary, ["arm", "variant", "optimizer"])
     shown["time per epoch (s)"] = [mean_std(m, s, 2) for m, s in zip(summary.time_per_epoch_mean,
                                                                      summary.time_per_epoch_std)]  # fmt: skip
     shown["parameters"] = summary["n_params"].map(lambda v: f"{v:,}")
@@ -151,21 +181,65 @@ TABLE_TITLES = {
     "table2": "Table 2: BPNN, +BN, +DP, +BN+DP",
     "table3": "Table 3: CNN against the BP network",
     "runs": "Every grid training",
-    "comparisons": "Comparisons between cells",
+    "claims": "The confirmatory claims: paired over seeds, Holm-adjusted",
+    "comparisons": "Exploratory comparisons between cells (Welch, unadjusted)",
+    "budget": "Expected best validation accuracy against the search budget",
 }
+#: the protocol's defaults, for tables written without a config (see workflow/schemas/config.schema.yaml)
+DEFAULT_PROTOCOL = {"primary_metric": "test_acc", "arms": ["replication", "tuned"], "alpha": 0.05, "power": 0.8,
+                    "claims": ["adam_beats_sgd", "bn_improves", "dropout_improves", "bn_dp_worse_than_best_single",
+                               "cnn_beats_bpnn"],
+                    "claim_optimizers": ["sgd", "adam"], "bootstrap_seed": 0, "bootstrap_resamples": 9999}  # fmt: skip
 
 
-def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dict[str, pd.DataFrame]:
-    """runs.csv, table1-3.{csv,md} and comparisons.csv (Welch tests) in ``out_dir``, and each as .html."""
+def exploratory_comparisons(runs: pd.DataFrame) -> pd.DataFrame:
+    """Welch's tests between cells, per arm: exploratory (unpaired, unadjusted), never worded as findings."""
     from .stats import comparisons_frame, seed_comparisons
 
+    frames = []
+    for arm, group in runs.groupby("arm", sort=False):
+        frame = comparisons_frame(seed_comparisons(group))
+        frame.insert(0, "arm", arm)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else comparisons_frame([]).assign(arm=[])
+
+
+def budget_table(trial_paths: Iterable[str | Path], max_trials: int | None = None) -> pd.DataFrame:
+    """Expected best validation accuracy (%) of k search trials, k = 1 .. N, per study (Dodge et al. 2019).
+    A trial that was pruned, diverged or collapsed counts as 0: it is never the best of a draw that holds a
+    completed trial."""
+    from .claims import expected_max
+
+    rows = []
+    for path in trial_paths:
+        trials = pd.read_csv(path)
+        held = trials[trials["holds_slot"].astype(bool)] if "holds_slot" in trials else trials
+        values = held["value"].where((held["state"] == "COMPLETE") & held["value"].notna(), 0.0) * 100
+        study = Path(path).parent.name
+        for k in range(1, min(len(values), max_trials or len(values)) + 1):
+            rows.append({"study": study, "k": k, "expected_best_val_acc": expected_max(values, k),
+                         "n_trials": len(values)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["study", "k", "expected_best_val_acc", "n_trials"])
+
+
+def write_tables(
+    result_paths: Iterable[str | Path], out_dir: str | Path, protocol: dict | None = None,
+    trial_paths: Iterable[str | Path] = (),
+) -> dict[str, pd.DataFrame]:  # fmt: skip
+    """runs.csv, table1-3.{csv,md}, claims.csv (the confirmatory claims), comparisons.csv (exploratory
+    Welch tests) and budget.csv (expected best against search budget) in ``out_dir``, and each as .html."""
+    from .claims import study_claims
+
     out_dir = Path(out_dir)
+    protocol = {**DEFAULT_PROTOCOL, **(protocol or {})}
     runs = load_runs(result_paths)
     tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs), "table3": table3(runs)}
-    tables["comparisons"] = comparisons_frame(seed_comparisons(runs))
-    atomic_write_text(out_dir / "comparisons.csv", tables["comparisons"].to_csv(index=False))
-    atomic_write_text(out_dir / "runs.csv", runs.to_csv(index=False))
-    for name, first in (("table1", ["optimizer"]), ("table2", ["optimizer", "variant"])):
+    tables["claims"] = study_claims(runs, protocol)
+    tables["comparisons"] = exploratory_comparisons(runs)
+    tables["budget"] = budget_table(trial_paths)
+    for name in ("claims", "comparisons", "runs", "budget"):
+        atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
+    for name, first in (("table1", ["arm", "optimizer"]), ("table2", ["arm", "optimizer", "variant"])):
         atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
         atomic_write_text(
             out_dir / f"{name}.md",
@@ -177,10 +251,11 @@ def write_tables(result_paths: Iterable[str | Path], out_dir: str | Path) -> dic
     else:
         markdown = display_table3(tables["table3"]).to_markdown(index=False, disable_numparse=True)
     atomic_write_text(out_dir / "table3.md", markdown + "\n")
-    shown = {"table1": display_table(tables["table1"], ["optimizer"]),
-             "table2": display_table(tables["table2"], ["optimizer", "variant"]),
+    shown = {"table1": display_table(tables["table1"], ["arm", "optimizer"]),
+             "table2": display_table(tables["table2"], ["arm", "optimizer", "variant"]),
              "table3": display_table3(tables["table3"]) if not tables["table3"].empty else tables["table3"],
-             "runs": runs, "comparisons": tables["comparisons"]}  # fmt: skip
+             "runs": runs, "claims": tables["claims"], "comparisons": tables["comparisons"],
+             "budget": tables["budget"]}  # fmt: skip
     for name, frame in shown.items():
         atomic_write_text(out_dir / f"{name}.html", html_table(frame, TABLE_TITLES[name]))
     return tables

@@ -335,6 +335,7 @@ def standard_tags(tracking: dict[str, Any], source: str, note: str) -> dict[str,
         "mlflow.user": tracking["user"],
         "mlflow.note.content": note,
         "git_dirty": str(commit.endswith("-dirty")).lower(),
+        **tracking.get("protocol_tags", {}),
     }
 
 

@@ -37,6 +37,7 @@ class TrainSettings:
     schedule_gamma: float = 0.5
     schedule_step: int = 10
     train_eval_samples: int = 10_000
+    adam_beta2: float = 0.999
     collapse_loss_factor: float = 10.0
     collapse_chance_epochs: int = 3
     collapse_chance_margin: float = 0.05
@@ -102,7 +103,7 @@ def train_cell(cell: Cell, lr: float, data: dict, settings: TrainSettings, seed:
     net = Network(settings.spec(cell), seed=seed)
     trainer = Trainer(
         net,
-        make_optimizer(cell.optimizer, lr),
+        make_optimizer(cell.optimizer, lr, **({"beta2": settings.adam_beta2} if cell.optimizer == "adam" else {})),
         batch_size=settings.batch_size,
         max_epochs=settings.max_epochs,
         patience=settings.patience,
@@ -143,6 +144,7 @@ def run_params(cell: Cell, lr: float, settings: TrainSettings, seed: int, datase
     """Every hyperparameter of a training, for MLflow params."""
     params = {f"train.{k}": v for k, v in asdict(settings).items()}
     params.update(
+        arm=cell.arm,
         arch=cell.arch,
         optimizer=cell.optimizer,
         batchnorm=cell.batchnorm,

@@ -9,7 +9,19 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from nnstudy.config import Cell, ConfigError, check_config, grid_cells, study_cell, study_names
+from nnstudy.config import (
+    Cell,
+    ConfigError,
+    cell_seeds,
+    check_config,
+    fallback_lr,
+    grid_cells,
+    search_settings,
+    study_cell,
+    study_for_cell,
+    study_names,
+    train_options,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -31,13 +43,20 @@ def test_defaults_fill_missing_sections():
 
 def test_default_grid_is_the_seed_study():
     config = default_config()
-    names = [c.name for c in grid_cells(config)]
-    assert len(names) == 9 and "adam-bn1-dp0.5" in names and names[-1] == "cnn-adam-bn0-dp0"
-    assert study_names(config) == ["lr-adam", "lr-cnn-adam", "lr-sgd"]
-    assert study_cell(config, "lr-cnn-adam") == Cell("adam", False, 0.0, "cnn")
+    cells = grid_cells(config)
+    names = [c.name for c in cells]
+    assert len(names) == 18 and names[:9] == ["rep-" + name for name in names[9:]]
+    assert "adam-bn1-dp0.5" in names and names[-1] == "cnn-adam-bn0-dp0" and names[8] == "rep-cnn-adam-bn0-dp0"
+    # the tuned arm: one search per cell, each with the same budget; the replication arm: none
+    assert study_names(config) == sorted(f"lr-{c.name}" for c in cells if c.arm == "tuned")
+    assert {search_settings(config, c)["n_trials"] for c in cells if c.arch == "mlp"} == {30}
+    assert [study_for_cell(config, c) for c in cells if c.arm == "replication"] == [None] * 9
+    assert study_cell(config, "lr-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn")
+    assert Cell.parse("rep-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn", "replication")
     assert Cell.parse("cnn-adam-bn0-dp0").arch == "cnn" and Cell.parse("cnn-adam-bn0-dp0").variant == "CNN"
-    config["search"]["per_cell"] = True
-    assert len(study_names(config)) == 9
+    assert len(config["grid"]["seeds"]) == 10 and cell_seeds(config, cells[-1]) == [1, 2, 3, 4, 5]
+    config["search"]["per_cell"] = False
+    assert study_names(config) == ["lr-adam", "lr-cnn-adam", "lr-sgd"]
     assert Cell.parse("sgd-bn0-dp0").variant == "BPNN" and Cell.parse("sgd-bn1-dp0.5").variant == "BPNN+BN+DP"
 
 
@@ -54,6 +73,8 @@ def test_default_grid_is_the_seed_study():
         (("study_name",), "../escape", "study_name: '../escape' is not a safe name"),
         (("mlflow", "experiment_prefix"), "a/b", "is not a safe name"),
         (("data", "train_size"), 55000, "exceeds MNIST's 60000"),
+        (("protocol", "replication_lr"), {"sgd": 0.02}, r"protocol.replication_lr lacks \['adam'\]"),
+        (("cnn", "seeds"), [1, 11], r"cnn.seeds \[11\] are not in grid.seeds"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):
@@ -123,3 +144,14 @@ def test_every_count_in_the_schema_has_a_maximum():
 
     walk(schema, "")
     assert not unbounded, unbounded
+
+
+def test_a_cell_depends_only_on_its_own_settings():
+    """The replication arm takes the seed report's rates; a cell's training parameters hold only what it
+    reads (Adam's beta2 only for Adam cells), so editing another cell's setting does not rerun it."""
+    config = default_config()
+    rep_sgd, rep_adam = Cell("sgd", False, 0.0, arm="replication"), Cell("adam", True, 0.5, arm="replication")
+    assert fallback_lr(config, rep_sgd) == {"sgd": 0.02} and fallback_lr(config, rep_adam) == {"adam": 0.001}
+    assert fallback_lr(config, Cell("sgd", False, 0.0)) == {"sgd": config["grid"]["fallback_lr"]["sgd"]}
+    assert "adam_beta2" not in train_options(config, rep_sgd)
+    assert train_options(config, rep_adam)["adam_beta2"] == 0.999

@@ -31,6 +31,7 @@ def configure(workdir: Path, **changes) -> dict:
     config["cnn"]["enabled"] = False
     config["mlflow"]["log_models"] = False  # the models are tested on the session study; here they cost time
     config["report"]["languages"] = ["en"]  # both languages are tested on the session study
+    config["protocol"] = {"arms": ["tuned"]}  # both arms are tested on the session study
     for section, values in changes.items():
         config[section].update(values)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, clean_env, snakemake
+from conftest import REPO, clean_env, copy_workflow, run_bounded, snakemake, write_small_study
 from mlflow.tracking import MlflowClient
 
 from nnstudy.tracking import study_store
@@ -24,22 +24,51 @@ from nnstudy.tracking import study_store
 def test_tables(study):
     workdir, config = study
     t1 = pd.read_csv(workdir / "results/tables/table1.csv")
-    assert sorted(t1["optimizer"]) == ["adam", "sgd"]
-    assert (t1["n"] + t1["n_diverged"] == 2).all()
+    assert list(zip(t1["arm"], t1["optimizer"])) == [("replication", "adam"), ("replication", "sgd"),
+                                                     ("tuned", "adam"), ("tuned", "sgd")]  # fmt: skip
+    assert (t1["n"] + t1["n_diverged"] + t1["n_collapsed"] == 2).all()
     t2 = pd.read_csv(workdir / "results/tables/table2.csv")
-    assert len(t2) == 8 and set(t2["variant"]) == {"BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"}
+    assert len(t2) == 16 and set(t2["variant"]) == {"BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"}
     ok = t2[t2["n"] > 0]
     assert ((ok["best_val_acc_mean"] > 30) & (ok["best_val_acc_mean"] <= 100)).all()
     assert "±" in (workdir / "results/tables/table2.md").read_text()
     runs = pd.read_csv(workdir / "results/tables/runs.csv")
-    assert len(runs) == 18 and set(runs["lr_source"]) == {"search:lr-adam", "search:lr-sgd", "search:lr-cnn-adam"}
+    assert len(runs) == 36 and set(runs.loc[runs["arm"] == "tuned", "lr_source"]) == {
+        "search:lr-adam", "search:lr-sgd", "search:lr-cnn-adam"}  # fmt: skip
+    replication = runs[runs["arm"] == "replication"]
+    assert set(replication["lr_source"]) == {"replication (the seed report's rate)"}
+    assert dict(zip(replication["optimizer"], replication["lr"])) == {"sgd": 0.02, "adam": 0.001}
     t3 = pd.read_csv(workdir / "results/tables/table3.csv")
-    assert list(t3["variant"]) == ["BPNN", "CNN"] and t3["n_params"].tolist() == [25_450, 5_994]
+    assert list(t3["variant"]) == ["BPNN", "CNN"] * 2 and t3["n_params"].tolist() == [25_450, 5_994] * 2
+
+
+def test_claims_csv_holds_every_claim_of_both_arms(study):
+    """claims.csv: the declared family in both arms, Holm-adjusted as one family, with verdicts from the
+    three allowed words; the CNN claim is paired on the CNN's seeds."""
+    workdir, config = study
+    claims = pd.read_csv(workdir / "results/tables/claims.csv")
+    expected = ["adam_beats_sgd", "bn_improves:sgd", "dropout_improves:sgd", "bn_dp_worse_than_best_single:sgd",
+                "bn_improves:adam", "dropout_improves:adam", "bn_dp_worse_than_best_single:adam",
+                "cnn_beats_bpnn:adam"]  # fmt: skip
+    assert list(claims["arm"]) == ["replication"] * 8 + ["tuned"] * 8
+    assert list(claims["claim"]) == expected * 2
+    assert list(claims.columns[:12]) == ["arm", "claim", "metric", "n", "estimate", "ci_low", "ci_high", "p_value",
+                                         "p_holm", "p_wilcoxon", "effect_size", "mde"]  # fmt: skip
+    assert set(claims["metric"]) == {"test_acc"} and (claims["n"] == 2).all()
+    assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
+    tested = claims.dropna(subset=["p_value"])
+    assert (tested["p_holm"] >= tested["p_value"] - 1e-12).all()
+    assert ((claims["ci_low"] <= claims["estimate"] + 1e-9) & (claims["estimate"] <= claims["ci_high"] + 1e-9)).all()
+    budget = pd.read_csv(workdir / "results/tables/budget.csv")
+    assert set(budget["study"]) == {"lr-sgd", "lr-adam", "lr-cnn-adam"}
+    for _, curve in budget.groupby("study"):  # the expected best never falls as the budget grows
+        assert curve["expected_best_val_acc"].is_monotonic_increasing
 
 
 def test_figures(study):
     workdir, config = study
-    for name in ("curves_sgd", "curves_adam", "grid_comparison", "deep_vs_shallow", "search_history", "lr_vs_accuracy"):
+    for name in ("curves_sgd", "curves_adam", "grid_comparison", "deep_vs_shallow", "search_history", "lr_vs_accuracy",
+                 "search_budget"):  # fmt: skip
         png = workdir / f"results/figures/{name}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
         assert b"<svg" in (workdir / f"results/figures/{name}.svg").read_bytes()[:2000]
@@ -50,7 +79,7 @@ def test_mlflow_runs(study):
     uri, experiments = study_store(workdir)
     client = MlflowClient(uri)
     grid = client.search_runs([experiments["grid"]], max_results=1000)
-    assert len(grid) == 18
+    assert len(grid) == 36 and {r.data.tags["arm"] for r in grid} == {"replication", "tuned"}
     for run in grid:
         assert run.info.status in ("FINISHED", "FAILED")
         for key in ("lr", "optimizer", "batchnorm", "dropout", "seed", "dataset_digest", "git_commit",
@@ -113,7 +142,7 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     config["grid"]["dropout"] = [0.0, 0.3]
     proc = dry_run_with(workdir, config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts.get("train") == "8", proc.stdout  # 2 optimizers x 2 BN x dp0.3 x 2 seeds
+    assert counts.get("train") == "16", proc.stdout  # 2 arms x 2 optimizers x 2 BN x dp0.3 x 2 seeds
     assert "search_round" not in counts and "download_mnist" not in counts
     assert counts.get("tables") == "1" and counts.get("figures") == "1"
     assert re.findall(r"output: results/grid/(\S+)/seed", proc.stdout) and all(
@@ -176,7 +205,9 @@ def test_snakemake_report(study):
     assert '<td class="num">' in table1 and '<td class="text">sgd</td>' in table1
 
 
-def test_default_config_dry_run_shows_every_rule(tmp_path):
+def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
+    """The default protocol: one search per cell of the tuned arm (8 BP-network cells and the CNN), each
+    with the same budget, and every cell of both arms with each of its seeds (10, the CNN 5)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory",
          str(tmp_path), "--configfile", str(REPO / "config/config.yaml")],
@@ -184,10 +215,15 @@ def test_default_config_dry_run_shows_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="3", search_round="24",
-                    search_export="3", train="27", tables="1", figures="1", lab_report="2", register_models="1",
-                    all="1")  # fmt: skip
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="84",
+                    search_export="9", train=str(2 * (8 * 10 + 5)), tables="1", figures="1", lab_report="2",
+                    register_models="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
+    planned = re.findall(r"output: results/grid/(\S+)/seed(\d+)/result.json", proc.stdout)
+    cells = {f"{o}-bn{b}-dp{p}" for o in ("sgd", "adam") for b in (0, 1) for p in ("0", "0.5")} | {"cnn-adam-bn0-dp0"}
+    assert {cell for cell, _ in planned} == cells | {f"rep-{cell}" for cell in cells}
+    setups = set(re.findall(r"output: results/search/(\S+)/setup.json", proc.stdout))
+    assert setups == {f"lr-{cell}" for cell in cells}
 
 
 def test_mlflow_and_optuna_conventions(study):
@@ -209,6 +245,7 @@ def test_mlflow_and_optuna_conventions(study):
         tags = run.data.tags
         assert len(tags["mlflow.source.git.commit"]) == 40 and tags["mlflow.user"] and tags["mlflow.source.name"]
         assert tags["cell"] in tags["mlflow.note.content"]
+        assert tags["protocol.primary_metric"] == "test_acc" and tags["protocol.arms"] == "replication,tuned"
         [dataset] = run.inputs.dataset_inputs
         assert dataset.dataset.digest and dataset.dataset.name == "mnist-split"
     registered = json.loads((workdir / "results/mlflow/registered.json").read_text())
@@ -237,3 +274,26 @@ def test_mlflow_and_optuna_conventions(study):
     for trial in opt.trials:
         run = client.get_run(trial.user_attrs["mlflow_run_id"])
         assert run.data.tags["trial"] == str(trial.number) and run.data.tags["slot"] == str(trial.user_attrs["slot"])
+
+
+def test_quick_config_runs_the_whole_protocol(tmp_path):
+    """config/quick.yaml, as a user runs it (after the default config), on the tests' small synthetic
+    digits: both arms, one search per tuned cell, the CNN, the claims and the report."""
+    copy_workflow(tmp_path)
+    small = write_small_study(tmp_path)  # the synthetic mirror; the data section is all this test takes
+    data = {"data": {**small["data"], "train_size": 2000, "val_size": 500, "test_size": 500},
+            "report": {"languages": ["en"]}}  # fmt: skip
+    (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(tmp_path / "Snakefile"), "--directory", str(tmp_path),
+           "--cores", "2", "--configfile", "config/quick.yaml", "synthetic.yaml"]  # fmt: skip
+    proc = run_bounded(cmd, 1800, env=clean_env())
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    quick = yaml.safe_load((REPO / "config/quick.yaml").read_text())
+    runs = pd.read_csv(tmp_path / "results/tables/runs.csv")
+    assert len(runs) == 2 * (8 * len(quick["grid"]["seeds"]) + len(quick["cnn"]["seeds"]))
+    assert len(list((tmp_path / "results/search").glob("*/best.json"))) == 9
+    claims = pd.read_csv(tmp_path / "results/tables/claims.csv")
+    assert len(claims) == 16 and set(claims["arm"]) == {"replication", "tuned"}
+    cnn = claims["claim"].str.startswith("cnn_beats_bpnn")
+    assert (claims.loc[~cnn, "n"] == 3).all() and (claims.loc[cnn, "n"] == 2).all()
+    assert "## 4 Conclusions" in (tmp_path / "report/lab_report.en.md").read_text()

@@ -49,6 +49,7 @@ def configure(workdir: Path, **changes) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     config = write_small_study(workdir)
     config["search"]["workers"] = 1
+    config["protocol"] = {"arms": ["tuned"]}  # the arms are tested on the session study
     for section, values in changes.items():
         config[section].update(values)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -137,8 +138,7 @@ SMALL = {"cnn": {"enabled": True}, "grid": {"dropout": [0.0], "seeds": [1, 2]}} 
 def test_small_study_on_slurm_equals_local_run(tmp_path, cluster, postgres_url, mlflow_server):
     local = tmp_path / "local"
     config = configure(local, **SMALL)
-    code, output = run(cluster, local, "--cores", "2", profile=False)
-    assert code == 0, output[-4000:]
+    local_run = start(cluster, local, "--cores", "2", profile=False)  # beside the SLURM run, which mostly waits
 
     work = tmp_path / "slurm"
     configure(work, **SMALL, search={"storage": postgres_url}, mlflow={"tracking_uri": mlflow_server})
@@ -146,6 +146,7 @@ def test_small_study_on_slurm_equals_local_run(tmp_path, cluster, postgres_url, 
     code, output = run(cluster, work)
     assert code == 0, output[-6000:] + cluster.logs()
     print(f"small study on SLURM: {time.monotonic() - started:.0f} s")
+    assert finish(local_run) == 0, (local / "snakemake.out").read_text(errors="replace")[-4000:]
 
     # every rule (all but `all`, which has no action) ran inside SLURM jobs, each job exactly once
     planned = planned_jobs(output)
@@ -189,12 +190,18 @@ GRID_ONLY = {"search": {"enabled": False}, "cnn": {"enabled": False}, "report": 
 
 @pytest.fixture(scope="module")
 def grid_reference(tmp_path_factory, cluster):
-    """A local run of the grid-only study, the reference the fault tests' tables must equal."""
+    """A local run of the grid-only study, the reference the fault tests' tables must equal: started at once,
+    it runs beside the SLURM workflow (which mostly waits); the test awaits it where it needs it."""
     work = tmp_path_factory.mktemp("grid-local")
     configure(work, **GRID_ONLY)
-    code, output = run(cluster, work, "--cores", "2", profile=False)
-    assert code == 0, output[-4000:]
-    return work
+    proc = start(cluster, work, "--cores", "2", profile=False)
+
+    def finished() -> Path:
+        assert finish(proc) == 0, (work / "snakemake.out").read_text(errors="replace")[-4000:]
+        return work
+
+    yield finished
+    finish(proc)
 
 
 def test_scancel_drain_and_limits_then_documented_recovery(tmp_path, cluster, grid_reference):
@@ -225,7 +232,7 @@ def test_scancel_drain_and_limits_then_documented_recovery(tmp_path, cluster, gr
     assert finish(proc) == 0, (work / "snakemake.out").read_text(errors="replace")[-4000:]
     assert [j for j in cluster.jobs() if j["id"] == pending[0]["id"]][0]["state"] == "COMPLETED"
 
-    assert_same_tables(work, grid_reference)
+    assert_same_tables(work, grid_reference())
     client = MlflowClient(f"sqlite:///{work / 'results/mlflow/mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("nnstudy/grid").experiment_id], max_results=1000)
     assert not [r for r in runs if r.info.status == "RUNNING"]

@@ -129,3 +129,44 @@ def test_seed_network_learns_real_mnist():
         images[:5000], labels[:5000], images[5000:], labels[5000:]
     )
     assert h.best_val_acc >= 0.90, h.val_acc  # speed is measured by benchmarks/, never by a timed test
+
+
+def test_seed_k_gives_every_cell_the_same_start_and_minibatch_order(monkeypatch):
+    """The pairing the claims rest on: with seed k, every cell of both arms (SGD or Adam, with or without
+    BN and dropout) starts from the same weights where the shapes match and sees the same minibatches in the
+    same order; another seed gives others."""
+    from nnstudy.config import Cell
+    from nnstudy.training import TrainSettings, train_cell
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((256, 784), dtype=np.float32), rng.integers(0, 10, 256)
+    data = {"x_train": x, "y_train": y, "x_val": x[:64], "y_val": y[:64]}
+    settings = TrainSettings(hidden=(16,), batch_size=32, max_epochs=2, patience=0, train_eval_samples=64)
+    seen: dict[int, dict] = {}
+    original = Network.loss_and_grads
+
+    def recording(self, xb, yb, rng=None):
+        record = seen.setdefault(id(self), {"start": {k: v.copy() for k, v in self.params.items()}, "batches": []})
+        record["batches"].append(xb[:, :8].sum(axis=1).round(4).tolist())  # which rows, in which order
+        return original(self, xb, yb, rng)
+
+    monkeypatch.setattr(Network, "loss_and_grads", recording)
+
+    def run(cell: Cell, seed: int) -> dict:
+        outcome = train_cell(cell, 0.01, data, settings, seed)
+        return seen[id(outcome.net)]
+
+    cells = [Cell("sgd", False, 0.0), Cell("sgd", True, 0.5), Cell("adam", True, 0.0),
+             Cell("adam", False, 0.5, arm="replication")]  # fmt: skip
+    records = [run(cell, 3) for cell in cells]
+    reference = records[0]
+    for record in records[1:]:
+        assert record["batches"] == reference["batches"]
+        shared = [k for k in reference["start"] if k in record["start"]]
+        assert shared and all(reference["start"][k].shape == record["start"][k].shape for k in shared)
+        for k in shared:
+            np.testing.assert_array_equal(record["start"][k], reference["start"][k])
+    other = run(cells[0], 4)
+    assert other["batches"] != reference["batches"]
+    first = next(k for k in reference["start"] if reference["start"][k].ndim == 2)  # the first weight matrix
+    assert not np.array_equal(other["start"][first], reference["start"][first])

@@ -1,8 +1,11 @@
 rule tables:
     input:
-        grid_results(),
+        results=grid_results(),
+        trials=expand("results/search/{study}/trials.csv", study=STUDIES),
     output:
         runs="results/tables/runs.csv",
+        claims="results/tables/claims.csv",
+        budget="results/tables/budget.csv",
         table1_csv="results/tables/table1.csv",
         table1_md="results/tables/table1.md",
         table2_csv="results/tables/table2.csv",
@@ -32,6 +35,16 @@ rule tables:
         comparisons_html=report(
             "results/tables/comparisons.html",
             caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+        claims_html=report(
+            "results/tables/claims.html",
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+        budget_html=report(
+            "results/tables/budget.html",
+            caption="../report/budget.rst",
             category="Tables",
         ),
     log:
@@ -78,7 +91,11 @@ rule figures:
         search=report(
             expand(
                 "results/figures/{name}.png",
-                name=["search_history", "lr_vs_accuracy"] if SEARCH else [],
+                name=(
+                    ["search_history", "lr_vs_accuracy", "search_budget"]
+                    if SEARCH
+                    else []
+                ),
             ),
             caption="../report/search.rst",
             category="Figures",
@@ -88,7 +105,9 @@ rule figures:
             name=[f"curves_{o}" for o in config["grid"]["optimizers"]]
             + ["grid_comparison"]
             + (["deep_vs_shallow"] if config["cnn"]["enabled"] else [])
-            + (["search_history", "lr_vs_accuracy"] if SEARCH else []),
+            + (
+                ["search_history", "lr_vs_accuracy", "search_budget"] if SEARCH else []
+            ),
         ),
     log:
         "results/logs/figures.log",

@@ -4,6 +4,7 @@ from snakemake.utils import validate
 
 from nnstudy.config import (
     ConfigError,
+    cell_seeds,
     check_config,
     fallback_lr,
     grid_cells,
@@ -29,22 +30,30 @@ except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}")
 
 CELLS = {cell.name: cell for cell in grid_cells(config)}
-SEEDS = [int(seed) for seed in config["grid"]["seeds"]]
 STUDIES = study_names(config)
 STUDY_CELLS = {study: study_cell(config, study) for study in STUDIES}
-SEARCH = config["search"]["enabled"]
+SEARCH = bool(STUDIES)  # searches are on and the tuned arm runs
 
 
 wildcard_constraints:
-    cell="(cnn-)?[a-z]+-bn[01]-dp[0-9.]+",
+    cell="(rep-)?(cnn-)?[a-z]+-bn[01]-dp[0-9.]+",
     seed=r"\d+",
     study="lr-[a-z0-9.-]+",
     round=r"\d+",
     part=r"\d+",
 
 
+def grid_runs(name):
+    """One file of every training: each cell with each of its seeds."""
+    return [
+        f"results/grid/{cell}/seed{seed}/{name}"
+        for cell in CELLS
+        for seed in cell_seeds(config, CELLS[cell])
+    ]
+
+
 def grid_results():
-    return expand("results/grid/{cell}/seed{seed}/result.json", cell=CELLS, seed=SEEDS)
+    return grid_runs("result.json")
 
 
 def portable_path(path):
@@ -55,14 +64,14 @@ def portable_path(path):
 
 
 def grid_models():
-    return expand("results/grid/{cell}/seed{seed}/model.npz", cell=CELLS, seed=SEEDS)
+    return grid_runs("model.npz")
 
 
 def best_lr_file(wildcards):
-    """The search result a grid cell takes its learning rate from (none when searches are off)."""
-    if not SEARCH:
-        return []
-    return f"results/search/{study_for_cell(config, CELLS[wildcards.cell])}/best.json"
+    """The search result a grid cell takes its learning rate from (none when searches are off, and none in
+    the replication arm)."""
+    study = study_for_cell(config, CELLS[wildcards.cell])
+    return f"results/search/{study}/best.json" if SEARCH and study else []
 
 
 def round_outputs(study, round_):

@@ -4,4 +4,9 @@ from nnstudy.jobs import start_job
 from nnstudy.tables import write_tables
 
 start_job(snakemake)
-write_tables(snakemake.input, Path(snakemake.output.runs).parent)
+write_tables(
+    snakemake.input.results,
+    Path(snakemake.output.runs).parent,
+    protocol=snakemake.config["protocol"],
+    trial_paths=snakemake.input.trials,
+)
