@@ -21,6 +21,25 @@ SHARED_MNIST = REPO.parent / "shared" / "mnist"
 MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
 
 
+#: tests that share an expensive fixture run in one pytest-xdist worker (``--dist loadgroup``), so that it is
+#: built once; the longest groups are handed out first
+GROUPS = (("slurm", lambda item: item.module.__name__ == "test_slurm"),
+          ("study", lambda item: "study" in item.fixturenames),
+          ("gui-models", lambda item: "trained_results" in item.fixturenames))  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    def group(item) -> int:
+        for rank, (name, belongs) in enumerate(GROUPS):
+            if belongs(item):
+                item.add_marker(pytest.mark.xdist_group(name))
+                return rank
+        return len(GROUPS)
+
+    items.sort(key=group)  # stable: each group keeps its collection order
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
     """Write ``array`` (uint8) as an IDX file, gzipped when ``compress``."""
     header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
