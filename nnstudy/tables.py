@@ -206,15 +206,16 @@ def exploratory_comparisons(runs: pd.DataFrame) -> pd.DataFrame:
 
 def budget_table(trial_paths: Iterable[str | Path], max_trials: int | None = None) -> pd.DataFrame:
     """Expected best validation accuracy (%) of k search trials, k = 1 .. N, per study (Dodge et al. 2019).
-    A trial that was pruned, diverged or collapsed counts as 0: it is never the best of a draw that holds a
-    completed trial."""
+    A pruned trial counts at the best validation accuracy it had reached (a lower bound of what it would
+    have reached); a diverged, collapsed or failed one as 0."""
     from .claims import expected_max
 
     rows = []
     for path in trial_paths:
         trials = pd.read_csv(path)
         held = trials[trials["holds_slot"].astype(bool)] if "holds_slot" in trials else trials
-        values = held["value"].where((held["state"] == "COMPLETE") & held["value"].notna(), 0.0) * 100
+        scored = held["state"].isin(["COMPLETE", "PRUNED"]) & held["value"].notna()
+        values = held["value"].where(scored, 0.0) * 100
         study = Path(path).parent.name
         for k in range(1, min(len(values), max_trials or len(values)) + 1):
             rows.append({"study": study, "k": k, "expected_best_val_acc": expected_max(values, k),

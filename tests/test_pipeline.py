@@ -215,7 +215,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="84",
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="36",
                     search_export="9", train=str(2 * (8 * 10 + 5)), tables="1", figures="1", lab_report="2",
                     register_models="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
