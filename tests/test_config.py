@@ -49,7 +49,7 @@ def test_default_grid_is_the_seed_study():
     assert "adam-bn1-dp0.5" in names and names[-1] == "cnn-adam-bn0-dp0" and names[8] == "rep-cnn-adam-bn0-dp0"
     # the tuned arm: one search per cell, each with the same budget; the replication arm: none
     assert study_names(config) == sorted(f"lr-{c.name}" for c in cells if c.arm == "tuned")
-    assert {search_settings(config, c)["n_trials"] for c in cells if c.arch == "mlp"} == {30}
+    assert {search_settings(config, c)["n_trials"] for c in cells if c.arch == "mlp"} == {10}
     assert [study_for_cell(config, c) for c in cells if c.arm == "replication"] == [None] * 9
     assert study_cell(config, "lr-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn")
     assert Cell.parse("rep-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn", "replication")

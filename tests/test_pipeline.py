@@ -284,8 +284,20 @@ def test_quick_config_runs_the_whole_protocol(tmp_path):
     data = {"data": {**small["data"], "train_size": 2000, "val_size": 500, "test_size": 500},
             "report": {"languages": ["en"]}}  # fmt: skip
     (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(data))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(tmp_path / "Snakefile"), "--directory", str(tmp_path),
-           "--cores", "2", "--configfile", "config/quick.yaml", "synthetic.yaml"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(tmp_path / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        str(tmp_path / "config/quick.yaml"),
+        str(tmp_path / "synthetic.yaml"),
+    ]
     proc = run_bounded(cmd, 1800, env=clean_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
     quick = yaml.safe_load((REPO / "config/quick.yaml").read_text())

@@ -44,7 +44,7 @@ def test_every_number_in_the_text_is_in_a_table(study, lang):
     formatted = {(f["b"], f["mean_b"], f["a"], f["mean_a"], f["diff"], f["ci"], f["p"]) for r in rows.values()
                  for f in r.values()}  # fmt: skip
     statements = list(STATEMENT.finditer(text))
-    assert len(statements) >= 4  # the exploratory statements of sections 3.1 and 3.4
+    assert len(statements) >= 3  # the exploratory statements of sections 3.1 (two) and 3.4 (one)
     for s in statements:
         key = (s["b"], s["mb"], s["a"], s["ma"], s["diff"], s["ci"], s["p"].strip())
         assert key in formatted, key
