@@ -191,7 +191,7 @@ def arm_claims(runs: pd.DataFrame, arm: str, protocol: dict) -> list[dict]:
             result = replace(better, p_value=max(vs_bn.p_value, vs_dp.p_value),
                              p_wilcoxon=max(vs_bn.p_wilcoxon, vs_dp.p_wilcoxon))  # fmt: skip
             rows.append({"arm": arm, "claim": f"bn_dp_worse_than_best_single:{opt}", "metric": metric,
-                         "a": f"BPNN+BN+DP {opt}", "b": f"{label} {opt} (the better of BN, DP)",
+                         "a": f"BPNN+BN+DP {opt}", "b": f"{label} {opt}",
                          "result": result})  # fmt: skip
     if "cnn_beats_bpnn" in claims:
         for opt in sorted(set(runs.loc[runs["arch"] == "cnn", "optimizer"])):
