@@ -237,6 +237,7 @@ def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) 
     if cell.arch == "cnn":
         c = config["cnn"]
         options.update(max_epochs=c["max_epochs"], conv=[list(v) for v in c["conv"]], hidden=list(c["hidden"]))
+        options.update({key: c[key] for key in ("schedule", "schedule_gamma", "schedule_step") if key in c})
     options["arch"] = cell.arch
     if cell.optimizer != "adam":  # only Adam reads it: editing it reruns only the Adam cells
         options.pop("adam_beta2", None)

@@ -264,6 +264,15 @@ def engine_code() -> dict[str, str]:
     return code
 
 
+def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The CNN's learning-rate schedule (its own, else the training section's); None if constant."""
+    kind = config["cnn"].get("schedule", config["training"].get("schedule", "constant"))
+    if kind == "constant":
+        return None
+    pick = lambda key, default: config["cnn"].get(key, config["training"].get(key, default))  # noqa: E731
+    return {"kind": kind, "gamma": pick("schedule_gamma", 0.5), "step": pick("schedule_step", 10)}
+
+
 def build_context(
     *, tables_dir: Path, search_dir: Path, studies: list[str], dataset_json: Path, config: dict, lang: str
 ) -> dict[str, Any]:
@@ -331,6 +340,8 @@ def build_context(
         },  # fmt: skip
         "cnn_enabled": bool(config["cnn"]["enabled"]),
         "cnn_conv": config["cnn"]["conv"],
+        "cnn_hidden": config["cnn"]["hidden"],
+        "cnn_decay": cnn_decay(config),
         "comparisons_md": comparisons_markdown(comparisons, lang),
         "cmp": comparison_rows(comparisons, lang),
         "seed_md": seed_comparison(all_table1, all_table2, lang),

@@ -22,6 +22,7 @@ from nnstudy.config import (
     study_names,
     train_options,
 )
+from nnstudy.training import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -155,3 +156,19 @@ def test_a_cell_depends_only_on_its_own_settings():
     assert fallback_lr(config, Cell("sgd", False, 0.0)) == {"sgd": config["grid"]["fallback_lr"]["sgd"]}
     assert "adam_beta2" not in train_options(config, rep_sgd)
     assert train_options(config, rep_adam)["adam_beta2"] == 0.999
+
+
+def test_the_cnn_has_its_own_schedule_and_the_mlp_keeps_the_training_sections():
+    """cnn.schedule* apply to the CNN cells (their training and their search) and to nothing else; absent,
+    the CNN takes the training section's schedule."""
+    config = default_config()
+    cnn, mlp = Cell("adam", False, 0.0, arch="cnn"), Cell("adam", False, 0.0)
+    config["cnn"].update(schedule="exponential", schedule_gamma=0.8)
+    for options in (train_options(config, cnn), train_options(config, cnn, for_search=True)):
+        assert (options["schedule"], options["schedule_gamma"]) == ("exponential", 0.8)
+        settings = TrainSettings.from_config(options)
+        assert settings.lr_schedule()(0.002, 3) == pytest.approx(0.002 * 0.8**2)
+    assert train_options(config, mlp)["schedule"] == "constant"
+    del config["cnn"]["schedule"], config["cnn"]["schedule_gamma"]
+    config["training"]["schedule"] = "step"
+    assert train_options(config, cnn)["schedule"] == "step"
