@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from .config import Cell
 from .io import atomic_write_json, read_json
 from .mnist import load_dataset
-from .tracking import RunLogger, kill_stale_runs, log_model_and_dataset, standard_tags
+from .tracking import RunLogger, kill_stale_runs, log_to_run, standard_tags
 from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
 
 
@@ -111,12 +111,10 @@ def run_grid_job(
         staged_model, staged_result = Path(pending) / model_path.name, Path(pending) / result_path.name
         outcome.net.save(staged_model, extra={"status": outcome.status, "lr": lr, "seed": seed})
         result = write_result(staged_result, fields, outcome, metrics)
-        if outcome.status == "ok" and tracking["log_models"]:  # worth serving: an MLflow model, with its data
+        if outcome.status == "ok":  # the data it learnt from (the best runs become MLflow models at the end)
             dataset = {"source": str(dataset_path), "name": "mnist-split", "digest": data["digest"][:16]}
             start = time.perf_counter()
-            result["mlflow_model_id"] = log_model_and_dataset(
-                tracking["uri"], logger.run_id, staged_model, data["x_test"][:2], dataset
-            )
+            log_to_run(tracking["uri"], logger.run_id, dataset=dataset)
             logger.seconds += time.perf_counter() - start
         logger.finish(
             RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),

@@ -13,7 +13,7 @@ VARIANTS = ["BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP", "CNN", "CNN+BN", "CNN+DP
 RUN_COLUMNS = [
     "study", "cell", "arm", "arch", "optimizer", "batchnorm", "dropout", "variant", "seed", "lr", "lr_source", "status",
     "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
-    "mlflow_run_id", "mlflow_model_id", "git_commit", "started_at", "finished_at", "logging_seconds",
+    "mlflow_run_id", "git_commit", "started_at", "finished_at", "logging_seconds",
 ]  # fmt: skip
 
 

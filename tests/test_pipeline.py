@@ -227,7 +227,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
 
 
 def test_mlflow_and_optuna_conventions(study):
-    """System tags, a logged dataset, a loadable pyfunc model per grid run, registered best models, pruned
+    """System tags, a logged dataset and checkpoint per grid run, registered best models loadable as pyfunc, pruned
     trials FINISHED, named Optuna objectives and study attributes, and trials and runs naming each other."""
     import mlflow
     import numpy as np
@@ -248,6 +248,7 @@ def test_mlflow_and_optuna_conventions(study):
         assert tags["protocol.primary_metric"] == "test_acc" and tags["protocol.arms"] == "replication,tuned"
         [dataset] = run.inputs.dataset_inputs
         assert dataset.dataset.digest and dataset.dataset.name == "mnist-split"
+        assert {"model.npz", "result.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
     registered = json.loads((workdir / "results/mlflow/registered.json").read_text())
     assert set(registered) == {"mlp", "cnn"}
     data = load_dataset(workdir / "results/data/mnist_split.npz")

@@ -128,6 +128,7 @@ rule figures:
 rule register_models:
     input:
         runs=rules.tables.output.runs,
+        data=rules.prepare_dataset.output.data,
         store=rules.mlflow_store.output[0],
     output:
         "results/mlflow/registered.json",

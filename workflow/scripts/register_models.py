@@ -3,4 +3,11 @@ from nnstudy.tracking import register_best_models
 
 start_job(snakemake)
 tracking = tracking_context(snakemake.config, snakemake.input.store)
-register_best_models(snakemake.input.runs, tracking["uri"], tracking["study"], snakemake.output[0])
+register_best_models(
+    snakemake.input.runs,
+    snakemake.input.data,
+    tracking["uri"],
+    tracking["study"],
+    snakemake.output[0],
+    enabled=tracking["log_models"],
+)
