@@ -8,6 +8,8 @@ rule train:
         model="results/grid/{cell}/seed{seed}/model.npz",
     log:
         "results/logs/grid/{cell}/seed{seed}.log",
+    # the CNN's trainings are the longest: started early, they do not end the study alone on one core
+    priority: lambda wildcards: 1 if CELLS[wildcards.cell].arch == "cnn" else 0
     conda:
         "../../environment.yml"
     threads: 1

@@ -28,6 +28,8 @@ rule search_round:
         "results/search/{study}/round{round}/part{part}.json",
     log:
         "results/logs/search/{study}/round{round}/part{part}.log",
+    # a round holds back its study's next round and the tuned arm's trainings: run it before trainings
+    priority: 2
     conda:
         "../../environment.yml"
     threads: 1
