@@ -50,6 +50,7 @@ def configure(workdir: Path, **changes) -> dict:
     config = write_small_study(workdir)
     config["search"]["workers"] = 1
     config["protocol"] = {"arms": ["tuned"]}  # the arms are tested on the session study
+    config["report"]["languages"] = ["en"]  # and both languages: here one makes the report rule run
     for section, values in changes.items():
         config[section].update(values)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
