@@ -12,6 +12,7 @@ from nnstudy.claims import (
     VERDICTS,
     claims_table,
     holm,
+    intersection_union,
     minimum_detectable_d,
     paired_comparison,
     paired_power,
@@ -90,3 +91,26 @@ def test_claims_table_holm_adjusts_the_family():
 def test_unpaired_lengths_are_refused():
     with pytest.raises(ValueError, match="paired samples differ in length"):
         paired_comparison([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_bn_dp_is_worse_than_each_single_or_the_claim_does_not_hold():
+    """The intersection-union claim: supported only when BN+DP is worse than both singles; better than the
+    weaker single (however clearly), it cannot be supported (p = 1); better than the better one, that
+    comparison alone decides, and can contradict the claim."""
+    rng = np.random.default_rng(1)
+    both = rng.normal(97, 0.3, 10)
+
+    def vs(shift):  # the single's accuracy minus BN+DP's, per seed: > 0 when BN+DP is worse
+        return paired_comparison(both, both + shift + rng.normal(0, 0.05, 10))
+
+    def judged(result):
+        return verdict(result.estimate, result.ci_low, result.ci_high, result.p_value)
+
+    better, weaker = vs(0.5), vs(0.3)
+    worse_than_both = intersection_union(better, weaker)
+    assert worse_than_both.p_value == max(better.p_value, weaker.p_value) and judged(worse_than_both) == "supported"
+    mixed = intersection_union(better, vs(-0.5))  # clearly better than the weaker single
+    assert (mixed.p_value, mixed.p_wilcoxon, mixed.estimate) == (1.0, 1.0, better.estimate)
+    assert judged(mixed) == "inconclusive"
+    better_than_both = intersection_union(vs(-0.5), vs(-0.7))
+    assert judged(better_than_both) == "contradicted"
