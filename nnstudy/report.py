@@ -357,6 +357,7 @@ def build_context(
         "budget_md": budget_markdown(budget, lang),
         "per_cell": bool(config["search"]["per_cell"]),
         "cnn_seeds": config["cnn"].get("seeds") or config["grid"]["seeds"],
+        "grid_seeds": config["grid"]["seeds"],
         "searches": searches,
         "search_enabled": bool(studies),
         "n_trials": config["search"]["n_trials"],
