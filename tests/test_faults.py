@@ -139,7 +139,9 @@ def check_kill_and_resume(work: Path, changes: dict, table2: str) -> None:
     work.mkdir()
     configure(work, **changes)
     proc = start(work, table2)
-    kill_when(proc, lambda: len(list(work.glob("results/grid/*/seed*/result.json"))) >= 4)
+    # with --cores 2, at most two results can be in place before Snakemake has recorded their jobs as done (the
+    # rerun then redoes them): 5 results leave at least 3 finished ones
+    kill_when(proc, lambda: len(list(work.glob("results/grid/*/seed*/result.json"))) >= 5)
     assert snakemake(work, "--unlock").returncode == 0
     plan = snakemake(work, "-n", "--cores", "2", table2).stdout  # what Snakemake will (re)do: missing or incomplete
     todo = {work / m for m in re.findall(r"output: (results/grid/\S+/result\.json)", plan)}
@@ -148,7 +150,7 @@ def check_kill_and_resume(work: Path, changes: dict, table2: str) -> None:
         for p in work.glob("results/grid/*/*/result.json")
         if p not in todo
     }
-    assert len(done_before) >= 3 and len(todo) >= 5
+    assert len(done_before) >= 3 and len(todo) >= 4
     client, experiments = store(work)
     left_running = {r.info.run_id for r in client.search_runs([experiments["grid"]], "attributes.status = 'RUNNING'")}
 
