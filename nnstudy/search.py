@@ -12,6 +12,7 @@ killed is trained again with the same learning rate and seed.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import logging
 import math
 import tempfile
@@ -49,8 +50,36 @@ def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorag
     if spec == "journal" or spec.startswith("journal:"):
         path = Path(study_dir).parent / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path)))
     return open_rdb_storage(spec)
+
+
+class JournalFlock:
+    """The journal's write lock (Optuna's journal-lock interface: ``acquire`` / ``release``) as an
+    ``flock`` on ``<journal>.flock``, which the kernel releases when its holder dies.  Optuna's default
+    (a symlink ``<journal>.lock``) outlives a kill -9 and is broken only after a 30 s grace period, by
+    any waiter, which can break a live lock too; and with a relative journal path the symlink dangles,
+    so a stale one is never broken and every writer waits for ever."""
+
+    def __init__(self, journal: str | Path) -> None:
+        self.path = Path(journal).with_name(Path(journal).name + ".flock")
+        self.handle = None
+
+    def acquire(self) -> bool:
+        handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except BaseException:
+            handle.close()
+            raise
+        self.handle = handle
+        return True
+
+    def release(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is None:
+            raise RuntimeError(f"{self.path}: released without being held")
+        handle.close()  # closing the only descriptor drops the lock
 
 
 def open_rdb_storage(url: str, attempts: int = 5) -> RDBStorage:

@@ -1,13 +1,17 @@
-"""Search and tracking pieces on their own: deterministic proposals and pruning, collapse, filter quoting."""
+"""Search and tracking pieces on their own: deterministic proposals and pruning, collapse, filter quoting,
+the journal's lock."""
 
 from __future__ import annotations
 
 import datetime
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import optuna
 import pytest
-from conftest import synthetic_digits
+from conftest import REPO, clean_env, run_bounded, synthetic_digits
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState, create_trial
 
@@ -112,3 +116,34 @@ def test_trial_frame_without_slots_is_not_an_error():
     frame = trials_frame(study)
     assert frame["status"].tolist() == ["killed"] and select_best(frame) is None
     assert isinstance(datetime.datetime.fromisoformat(frame["datetime_start"][0]), datetime.datetime)
+
+
+HOLD_THE_JOURNAL_LOCK = """
+import sys, time
+from nnstudy.search import open_storage
+storage = open_storage("journal", "results/search/lr-adam")  # relative, as in a Snakemake job
+storage._backend._lock.acquire()  # what a job inside a journal write holds
+print("held", flush=True)
+time.sleep(3600)
+"""
+
+WRITE_TO_THE_JOURNAL = """
+from nnstudy.search import create_study, open_storage
+study = create_study(open_storage("journal", "results/search/lr-adam"), "after-the-kill")
+study.add_trial(__import__("optuna").trial.create_trial(value=0.5))
+print(len(study.trials))
+"""
+
+
+def test_a_writer_killed_inside_a_journal_write_does_not_stop_the_next_one(tmp_path):
+    """kill -9 while a job holds the journal's write lock: the resumed job writes at once.  With Optuna's
+    default lock (a symlink to a relative path) the next writer waited for ever (seen in CI)."""
+    env = {**clean_env(), "PYTHONPATH": str(REPO)}
+    with subprocess.Popen([sys.executable, "-c", HOLD_THE_JOURNAL_LOCK], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, text=True) as holder:  # fmt: skip
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    writer = run_bounded([sys.executable, "-c", WRITE_TO_THE_JOURNAL], timeout=300, cwd=tmp_path, env=env)
+    assert writer.returncode == 0, writer.stderr[-2000:]
+    assert writer.stdout.split() == ["1"]
