@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .io import atomic_write_bytes, read_json  # noqa: E402
-from .tables import VARIANTS, budget_table, main_arm  # noqa: E402
+from .tables import VARIANTS, budget_table, main_arm, optimizer_name  # noqa: E402
 
 sns.set_theme(context="notebook", style="whitegrid")
 plt.rcParams["svg.hashsalt"] = "nnstudy"  # stable SVG ids, so unchanged figures are byte-identical
@@ -151,7 +151,7 @@ def optimizer_curves(
         if ep.empty:  # every plain run of this optimizer diverged or collapsed
             fig, ax = plt.subplots(figsize=(6, 2))
             ax.axis("off")
-            ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer), ha="center", va="center")
+            ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer_name(optimizer)), ha="center", va="center")
             written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
             continue
         it["smoothed loss"] = it.groupby("seed")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
@@ -162,11 +162,11 @@ def optimizer_curves(
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
         sns.lineplot(it, x="epoch", y="smoothed loss", hue=t["seed"], palette="crest", ax=ax_loss, legend="full")
         ax_loss.set(yscale="log", xlabel=t["epoch"], ylabel=t["loss_y"].format(n=smooth))
-        ax_loss.set_title(t["loss_title"].format(opt=optimizer))
+        ax_loss.set_title(t["loss_title"].format(opt=optimizer_name(optimizer)))
         sns.lineplot(ep, x="epoch", y="accuracy", hue=t["split"], style=t["split"], errorbar="sd", marker="o",
                      ax=ax_acc)  # fmt: skip
         ax_acc.set(xlabel=t["epoch"], ylabel=t["acc_y"])
-        ax_acc.set_title(t["acc_title"].format(opt=optimizer))
+        ax_acc.set_title(t["acc_title"].format(opt=optimizer_name(optimizer)))
         written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
     return written
 
@@ -187,6 +187,7 @@ def grid_comparison(
     ok["accuracy"] *= 100
     splits = [t["val_best"], t["test"]]
     ok["split"] = ok["split"].map({"best_val_acc": splits[0], "test_acc": splits[1]})
+    ok["optimizer"] = ok["optimizer"].map(optimizer_name)
     ok = ok.rename(columns={"optimizer": t["optimizer"]})
     order = [v for v in VARIANTS if v in set(ok["variant"])]
     if ok.empty:
@@ -224,6 +225,7 @@ def deep_vs_shallow(
     both = pd.concat([plain, cnn])
     both["test acc (%)"] = both["test_acc"] * 100
     both["model"] = both["variant"] + " (" + both["n_params"].map(lambda v: f"{v:,}") + " " + t["params"] + ")"
+    both["optimizer"] = both["optimizer"].map(optimizer_name)
     both = both.rename(columns={"optimizer": t["optimizer"]})
     fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
     if both.empty:

@@ -26,7 +26,15 @@ from nnlib import layers, optim
 
 from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .io import atomic_write_bytes, atomic_write_text, read_json
-from .tables import display_table, display_table3, main_arm, mean_std
+from .tables import (
+    display_table,
+    display_table3,
+    main_arm,
+    markdown_table,
+    mean_std,
+    optimizer_name,
+    with_optimizer_names,
+)
 
 LANGS = ("en", "zh")
 #: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
@@ -98,7 +106,7 @@ def table_markdown(summary: pd.DataFrame, first: list[str], lang: str) -> str:
     shown = display_table(summary, first)
     shown["arm"] = shown["arm"].map(ARMS[lang])
     shown = shown.rename(columns=HEADERS[lang])
-    return shown.to_markdown(index=False, disable_numparse=True)
+    return markdown_table(shown)
 
 
 def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str, dict[str, str]]]:
@@ -124,7 +132,8 @@ def claim_rows(claims: pd.DataFrame, lang: str) -> list[dict[str, str]]:
         base, _, opt = row.claim.partition(":")
         rows.append({
             "arm": row.arm, "arm_text": ARMS[lang][row.arm], "claim": row.claim,
-            "text": CLAIMS[lang][base].format(opt=opt), "a": row.a, "b": row.b, "n": str(row.n),
+            "text": CLAIMS[lang][base].format(opt=optimizer_name(opt)), "n": str(row.n),
+            "a": with_optimizer_names(row.a), "b": with_optimizer_names(row.b),
             "estimate": fmt_num(row.estimate, 2, signed=True),
             "ci": f"[{fmt_num(row.ci_low, 2, True)}, {fmt_num(row.ci_high, 2, True)}]",
             "p": fmt_p(row.p_value), "p_holm": fmt_p(row.p_holm), "p_wilcoxon": fmt_p(row.p_wilcoxon),
@@ -144,7 +153,7 @@ def claims_markdown(rows: list[dict[str, str]], lang: str) -> str:
                 "p（Wilcoxon）", "d_z", "最小可检测效应（百分点）", "结论"])  # fmt: skip
     keys = ["arm_text", "text", "estimate", "ci", "n", "p", "p_holm", "p_wilcoxon", "d", "mde", "verdict_text"]
     frame = pd.DataFrame([[row[k] for k in keys] for row in rows], columns=columns)
-    return frame.to_markdown(index=False, disable_numparse=True)
+    return markdown_table(frame)
 
 
 def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
@@ -157,7 +166,7 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
         picks = sorted({k for k in (1, 2, 5, 10, 20, n) if k <= n})
         values = group.set_index("k")["expected_best_val_acc"]
         rows.append({"study" if lang == "en" else "搜索": study, **{f"k = {k}": fmt_num(values[k]) for k in picks}})
-    return pd.DataFrame(rows).fillna("—").to_markdown(index=False, disable_numparse=True)
+    return markdown_table(pd.DataFrame(rows).fillna("—"))
 
 
 def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
@@ -167,11 +176,11 @@ def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
     for row in comparisons.itertuples():
         f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]
         scope = row.key.split(":")[1] if ":" in row.key else "—"
-        rows.append({"optimizer" if lang == "en" else "优化器": scope, "A": f"{f['a']} (n={f['n_a']})",
+        rows.append({"optimizer" if lang == "en" else "优化器": optimizer_name(scope), "A": f"{f['a']} (n={f['n_a']})",
                      "B": f"{f['b']} (n={f['n_b']})", "metric" if lang == "en" else "指标": f["metric_text"],
                      "mean A": f["mean_a"], "mean B": f["mean_b"], "B − A": f["diff"], "95% CI": f["ci"],
                      "p (Welch)": f["p"], "verdict" if lang == "en" else "结论": f["verdict_text"]})  # fmt: skip
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return markdown_table(pd.DataFrame(rows))
 
 
 def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
@@ -203,7 +212,7 @@ def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> st
     else:
         cols = ["", "设置", "原报告验证准确率", "原报告轮次"]
         cols += [f"{ARMS['zh'][a]}{what}" for a in arms for what in ("验证准确率 (%)", "测试准确率 (%)", "学习率")]
-    return pd.DataFrame(rows, columns=cols).to_markdown(index=False, disable_numparse=True)
+    return markdown_table(pd.DataFrame(rows, columns=cols))
 
 
 def machine_summary() -> str:
@@ -327,10 +336,11 @@ def build_context(
         "t1": {o: cell(o) for o in optimizers},
         "table1_md": table_markdown(all_table1, ["arm", "optimizer"], lang),
         "table2_md": table_markdown(all_table2, ["arm", "optimizer", "variant"], lang),
-        "table3_md": display_table3(all_table3)
-        .assign(arm=lambda shown: shown["arm"].map(ARMS[lang]))
-        .rename(columns=HEADERS[lang])
-        .to_markdown(index=False, disable_numparse=True)
+        "table3_md": markdown_table(
+            display_table3(all_table3)
+            .assign(arm=lambda shown: shown["arm"].map(ARMS[lang]))
+            .rename(columns=HEADERS[lang])
+        )
         if len(all_table3)
         else "",
         "deep": {
@@ -380,7 +390,26 @@ def render_markdown(template_dir: Path, lang: str, context: dict[str, Any]) -> s
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 (Markdown, not HTML; the HTML step escapes)
     )
+    env.filters["optimizer"] = optimizer_name
     return env.get_template(f"lab_report.{lang}.md.j2").render(**context)
+
+
+#: how a caption paragraph starts: "**Figure 3.**" / "**图 3**", "**Table 2.**" / "**表 2**"
+FIGURE_CAPTION = r"<p><strong>(?:Figure \d+\.|图 \d+)</strong>"
+TABLE_CAPTION = r"<p><strong>(?:Table \d+\.|表 \d+)</strong>"
+
+
+def with_figures_and_captions(body: str) -> str:
+    """An image paragraph and the caption paragraph after it become one ``<figure>`` with its
+    ``<figcaption>``, which print CSS keeps on one page; a table's caption (before the table) gets
+    ``class="caption"``, which print CSS keeps with the table."""
+    body = re.sub(
+        rf"<p>(<img [^>]*>)</p>\s*({FIGURE_CAPTION}.*?)</p>",
+        lambda m: f"<figure>{m.group(1)}<figcaption>{m.group(2).removeprefix('<p>')}</figcaption></figure>",
+        body,
+        flags=re.S,
+    )
+    return re.sub(TABLE_CAPTION, lambda m: m.group(0).replace("<p>", '<p class="caption">', 1), body)
 
 
 def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir: Path) -> str:
@@ -396,6 +425,7 @@ def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir
         return f'src="data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"'
 
     body = re.sub(r'src="([^"]+\.(?:png|svg))"', embed, body)
+    body = with_figures_and_captions(body)
     return (
         f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}">\n<head>\n<meta charset="utf-8">\n'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'

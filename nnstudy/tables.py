@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -15,6 +16,22 @@ RUN_COLUMNS = [
     "stop_reason", "best_val_acc", "test_acc", "epochs", "epochs_to_best", "wall_time", "time_per_epoch", "n_params",
     "mlflow_run_id", "git_commit", "started_at", "finished_at", "logging_seconds",
 ]  # fmt: skip
+
+
+#: a table cell that reads as a number: 97.12, −0.45, +0.76, 97.60 ± 0.13, 1e-3, < 0.001, [−0.23, +0.00], —
+NUMERIC_CELL = re.compile(r"^(?:[<≤>]\s*)?[−+\-]?\d[\d,.]*(?:e[−+\-]?\d+)?(?:\s*±\s*[\d.]+)?\s*%?$|^\[[^\]]*\]$|^—$")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown table whose numeric columns are right-aligned (``---:``) and the others left-aligned:
+    the alignment markers decide the HTML's alignment, so CSS cannot."""
+
+    def numeric(column: pd.Series) -> bool:
+        cells = column.astype(str).str.strip()
+        return bool(len(cells)) and cells.str.match(NUMERIC_CELL).all() and (cells != "—").any()
+
+    align = ["right" if numeric(frame[c]) else "left" for c in frame.columns]
+    return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -78,8 +95,23 @@ def mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+#: how an optimizer is named in tables and text (config and file names keep the lower-case key)
+OPTIMIZER_NAMES = {"sgd": "SGD", "adam": "Adam"}
+
+
+def optimizer_name(key: str) -> str:
+    return OPTIMIZER_NAMES.get(key, key)
+
+
+def with_optimizer_names(label: str) -> str:
+    """``BPNN+BN adam`` -> ``BPNN+BN Adam``: the optimizer keys in a label, by their display names."""
+    return re.sub(r"\b(?:" + "|".join(OPTIMIZER_NAMES) + r")\b", lambda m: OPTIMIZER_NAMES[m[0]], label)
+
+
 def display_table(summary: pd.DataFrame, first: list[str]) -> pd.DataFrame:
     shown = summary[first].copy()
+    if "optimizer" in shown:
+        shown["optimizer"] = shown["optimizer"].map(optimizer_name)
     shown["lr"] = summary["lr"].map(lambda v: f"{v:.3g}")
     for label, col, digits in (("val acc (%)", "best_val_acc", 2), ("test acc (%)", "test_acc", 2),
                                ("epochs run", "epochs", 1)):  # fmt: skip
@@ -244,13 +276,13 @@ def write_tables(
         atomic_write_text(out_dir / f"{name}.csv", tables[name].to_csv(index=False))
         atomic_write_text(
             out_dir / f"{name}.md",
-            display_table(tables[name], first).to_markdown(index=False, disable_numparse=True) + "\n",
+            markdown_table(display_table(tables[name], first)) + "\n",
         )
     atomic_write_text(out_dir / "table3.csv", tables["table3"].to_csv(index=False))
     if tables["table3"].empty:
         markdown = "(no CNN cells in this study)"
     else:
-        markdown = display_table3(tables["table3"]).to_markdown(index=False, disable_numparse=True)
+        markdown = markdown_table(display_table3(tables["table3"]))
     atomic_write_text(out_dir / "table3.md", markdown + "\n")
     shown = {"table1": display_table(tables["table1"], ["arm", "optimizer"]),
              "table2": display_table(tables["table2"], ["arm", "optimizer", "variant"]),

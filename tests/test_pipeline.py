@@ -202,7 +202,7 @@ def test_snakemake_report(study):
         assert shown[f"{name}.html"] == 1 and not shown[f"{name}.csv"], (name, shown)
     table1 = (workdir / "results/tables/table1.html").read_text()
     assert table1.count("<tr>") == 1 + len(pd.read_csv(workdir / "results/tables/table1.csv"))
-    assert '<td class="num">' in table1 and '<td class="text">sgd</td>' in table1
+    assert '<td class="num">' in table1 and '<td class="text">SGD</td>' in table1  # display name
 
 
 def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):

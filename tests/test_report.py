@@ -83,6 +83,39 @@ def test_pdfs_are_made_with_cjk_fonts(study):
         assert ("结论" if lang == "zh" else "Conclusions") in text
 
 
+def pdf_pages(pdf: Path) -> list[str]:
+    """The text of each page (pdftotext separates pages by form feeds)."""
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    return text.split("\f")[:-1]
+
+
+def image_pages(pdf: Path) -> list[int]:
+    """The page of each image, in document order (their soft masks left out)."""
+    listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines()[2:] if line.split()[2] == "image"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_pdf_pages_are_numbered_and_no_figure_is_parted_from_its_caption(study, lang):
+    """Every page shows "k / n" in its footer; each figure's image is on the page of its caption."""
+    pages = pdf_pages(study[0] / f"report/lab_report.{lang}.pdf")
+    for k, text in enumerate(pages, start=1):
+        assert re.search(rf"^\s*{k} / {len(pages)}\s*$", text, re.M), f"page {k} has no page number"
+    caption = re.compile(r"^\s*(?:Figure (\d+)\.|图 (\d+) )", re.M)
+    captions = [(int(m[1] or m[2]), k) for k, text in enumerate(pages, start=1) for m in caption.finditer(text)]
+    assert [n for n, _ in captions] == list(range(1, len(captions) + 1)) and len(captions) >= 5, captions
+    assert image_pages(study[0] / f"report/lab_report.{lang}.pdf") == [k for _, k in captions]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_numeric_columns_are_right_aligned(study, lang):
+    html = (study[0] / f"report/lab_report.{lang}.html").read_text()
+    cells = re.findall(r'<td style="text-align:(left|right)">([^<]*)</td>', html)
+    number = re.compile(r"^[−+-]?\d+(?:\.\d+)?(?: ± \d+(?:\.\d+)?)?$")
+    assert any(align == "right" for align, _ in cells)
+    assert not [text for align, text in cells if align == "left" and number.match(text)]
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_html_renders_in_headless_chromium(study, lang):
     from playwright.sync_api import sync_playwright
