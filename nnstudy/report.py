@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from markdown_it import MarkdownIt
 
-from nnlib import layers, optim
+from nnlib import MLPSpec, layers, optim
 
 from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .io import atomic_write_bytes, atomic_write_text, read_json
@@ -94,6 +94,12 @@ def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
     if round(value, digits) == 0:  # no "-0.00"
         value = 0.0
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def fmt_sci(value: float, digits: int = 0) -> str:
+    """1e-08 -> "1e-8": scientific notation without a padded exponent."""
+    mantissa, exponent = f"{value:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
 def fmt_p(p: float) -> str:
@@ -169,6 +175,12 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
     return markdown_table(pd.DataFrame(rows).fillna("—"))
 
 
+COMPARISON_COLUMNS = {
+    "en": ["optimizer", "A", "B", "metric", "mean A", "mean B", "B − A", "95% CI", "p (Welch)", "verdict"],
+    "zh": ["优化器", "A", "B", "指标", "A 均值", "B 均值", "B − A", "95% 置信区间", "p（Welch）", "结论"],
+}
+
+
 def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
     if comparisons.empty:
         return "(no comparison: the grid has one cell per optimizer)" if lang == "en" else "（网格中没有可比较的设置）"
@@ -176,10 +188,9 @@ def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
     for row in comparisons.itertuples():
         f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]
         scope = row.key.split(":")[1] if ":" in row.key else "—"
-        rows.append({"optimizer" if lang == "en" else "优化器": optimizer_name(scope), "A": f"{f['a']} (n={f['n_a']})",
-                     "B": f"{f['b']} (n={f['n_b']})", "metric" if lang == "en" else "指标": f["metric_text"],
-                     "mean A": f["mean_a"], "mean B": f["mean_b"], "B − A": f["diff"], "95% CI": f["ci"],
-                     "p (Welch)": f["p"], "verdict" if lang == "en" else "结论": f["verdict_text"]})  # fmt: skip
+        values = [optimizer_name(scope), f"{f['a']} (n={f['n_a']})", f"{f['b']} (n={f['n_b']})", f["metric_text"],
+                  f["mean_a"], f["mean_b"], f["diff"], f["ci"], f["p"], f["verdict_text"]]  # fmt: skip
+        rows.append(dict(zip(COMPARISON_COLUMNS[lang], values, strict=True)))
     return markdown_table(pd.DataFrame(rows))
 
 
@@ -273,6 +284,32 @@ def engine_code() -> dict[str, str]:
     return code
 
 
+def engine_constants() -> dict[str, str]:
+    """Constants the method section states, read from the engine (the study does not configure them)."""
+    adam = inspect.signature(optim.Adam).parameters
+    return {"adam_beta1": f"{adam['beta1'].default:g}", "adam_eps": fmt_sci(adam["eps"].default),
+            "bn_momentum": f"{MLPSpec().bn_momentum:g}"}  # fmt: skip
+
+
+def gradient_check_summary(check: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline's own gradient check (results/gradcheck.json) as the report states it."""
+    return {"max": fmt_sci(check["max_relative_error"], 1), "threshold": fmt_sci(check["threshold"]),
+            "n": len(check["networks"]), "names": [n["network"] for n in check["networks"]],
+            "params": sum(n["n_params"] for n in check["networks"])}  # fmt: skip
+
+
+def recogniser_summary(check: dict[str, Any], lang: str) -> dict[str, Any]:
+    """results/recogniser.json as the report states it."""
+    names = {"mlp": "BP network" if lang == "en" else "BP 网络", "cnn": "CNN"}
+    models = [{"name": names.get(m["model"], m["model"]), "cell": Path(m["checkpoint"]).parent.parent.name,
+               "seed": Path(m["checkpoint"]).parent.name.removeprefix("seed"),
+               "gui": fmt_num(100 * m["accuracy_gui"], 1), "direct": fmt_num(100 * m["accuracy_direct"], 1),
+               "agreement": fmt_num(100 * m["agreement"], 1)} for m in check["models"]]  # fmt: skip
+    ink = check.get("mean_ink_unreadable")
+    return {"n": check["n_digits"], "models": models, "unreadable": check["unreadable"],
+            "ink": fmt_num(ink, 2) if ink is not None else "—", "ink_all": fmt_num(check["mean_ink"], 2)}  # fmt: skip
+
+
 def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:
     """The CNN's learning-rate schedule (its own, else the training section's); None if constant."""
     kind = config["cnn"].get("schedule", config["training"].get("schedule", "constant"))
@@ -283,7 +320,15 @@ def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def build_context(
-    *, tables_dir: Path, search_dir: Path, studies: list[str], dataset_json: Path, config: dict, lang: str
+    *,
+    tables_dir: Path,
+    search_dir: Path,
+    studies: list[str],
+    dataset_json: Path,
+    config: dict,
+    lang: str,
+    gradcheck_json: Path,
+    recogniser_json: Path,
 ) -> dict[str, Any]:
     all_table1 = pd.read_csv(tables_dir / "table1.csv")
     all_table2 = pd.read_csv(tables_dir / "table2.csv")
@@ -371,10 +416,15 @@ def build_context(
         "searches": searches,
         "search_enabled": bool(studies),
         "n_trials": config["search"]["n_trials"],
+        "cnn_trials": config["cnn"]["n_trials"],
+        "dropout_text": " / ".join(f"{p:g}" for p in config["grid"]["dropout"] if p > 0) or "—",
         "training": config["training"],
         "data": {**config["data"], **dataset},
         "prov": provenance(runs, trials, dataset, config),
         "code": engine_code(),
+        "engine": engine_constants(),
+        "gradcheck": gradient_check_summary(read_json(gradcheck_json)),
+        "rec": recogniser_summary(read_json(recogniser_json), lang),
         "n_diverged": int((runs["status"] != "ok").sum()),
         "diverged_cells": sorted(set(runs.loc[runs["status"] != "ok", "cell"])),
         "fig": f"figures/{lang}",
@@ -442,7 +492,8 @@ def html_to_pdf(html: str, path: Path) -> None:
 def write_report(
     *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
     dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
-    langs: Iterable[str] = LANGS, drawn: Iterable[str | Path] = (),
+    langs: Iterable[str] = LANGS, drawn: Iterable[str | Path] = (), gradcheck_json: str | Path,
+    recogniser_json: str | Path, recogniser_figure: str | Path,
 ) -> dict[str, Path]:  # fmt: skip
     """Render figures, Markdown, HTML and (optionally) PDF for each of ``langs`` into ``out_dir``.
 
@@ -453,6 +504,7 @@ def write_report(
     written: dict[str, Path] = {}
     for lang in langs:
         fig_dir = out_dir / "figures" / lang
+        atomic_write_bytes(fig_dir / "recogniser.png", Path(recogniser_figure).read_bytes())  # no words in it
         png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
         if lang == "en" and drawn:
             for path in map(Path, drawn):
@@ -466,7 +518,8 @@ def write_report(
                 search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang,
                                formats=png)  # fmt: skip
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
-                                dataset_json=Path(dataset_json), config=config, lang=lang)  # fmt: skip
+                                dataset_json=Path(dataset_json), config=config, lang=lang,
+                                gradcheck_json=Path(gradcheck_json), recogniser_json=Path(recogniser_json))  # fmt: skip
         markdown = render_markdown(template_dir, lang, context)
         md_path = out_dir / f"lab_report.{lang}.md"
         atomic_write_text(md_path, markdown)

@@ -230,3 +230,28 @@ def test_cnn_scores_equal_the_nchw_layer_by_layer_reference():
         h = F.relu_forward(F.maxpool_forward(F.conv2d_forward(h, p[f"conv{i}.w"], p[f"conv{i}.b"])[0], 2)[0])[0]
     h = F.relu_forward(h.reshape(5, -1) @ p["fc1.w"] + p["fc1.b"])[0]
     np.testing.assert_allclose(net.forward(x)[0], h @ p["fc2.w"] + p["fc2.b"], rtol=1e-12, atol=1e-12)
+
+
+def test_the_study_gradient_check_names_a_broken_gradient(tmp_path, monkeypatch):
+    """A wrong gradient in one parameter stops the study's gradient check with the network and parameter
+    named (the file is still written, so the numbers can be read)."""
+    from conftest import REPO, write_small_study
+    from snakemake.utils import validate
+
+    from nnstudy.gradcheck import GradientCheckError, check_study_gradients
+
+    config = write_small_study(tmp_path)
+    config["grid"].update(batchnorm=[False], dropout=[0.0])
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"))
+    correct = Network.loss_and_grads
+
+    def off_by_one_percent(self, *args, **kwargs):
+        loss, grads = correct(self, *args, **kwargs)
+        grads["fc1.w"] = grads["fc1.w"] * 1.01
+        return loss, grads
+
+    monkeypatch.setattr(Network, "loss_and_grads", off_by_one_percent)
+    with pytest.raises(GradientCheckError, match=r"BPNN \(fc1\.w: [0-9.e-]+\)"):
+        check_study_gradients(config, tmp_path / "gradcheck.json")
+    written = json.loads((tmp_path / "gradcheck.json").read_text())
+    assert written["max_relative_error"] > 1e-3

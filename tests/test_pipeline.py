@@ -42,6 +42,43 @@ def test_tables(study):
     assert list(t3["variant"]) == ["BPNN", "CNN"] * 2 and t3["n_params"].tolist() == [25_450, 5_994] * 2
 
 
+def test_the_study_checks_the_gradients_of_every_kind_of_network_it_trains(study):
+    """results/gradcheck.json: one narrowed float64 network per kind in the grid, every parameter checked,
+    and the report states the largest error it found."""
+    from nnstudy.report import fmt_sci
+
+    workdir, _ = study
+    check = json.loads((workdir / "results/gradcheck.json").read_text())
+    names = [n["network"] for n in check["networks"]]
+    assert sorted(names) == sorted(["BPNN", "BPNN+BN", "BPNN+DP (p = 0.5)", "BPNN+BN+DP (p = 0.5)", "CNN"])
+    assert 0 < check["max_relative_error"] < check["threshold"] == 1e-6
+    assert check["max_relative_error"] == max(n["max_relative_error"] for n in check["networks"])
+    for lang in ("en", "zh"):
+        assert fmt_sci(check["max_relative_error"], 1) in (workdir / f"report/lab_report.{lang}.md").read_text()
+
+
+def test_the_recogniser_is_measured_on_test_digits_through_its_own_path(study, tmp_path):
+    """Task 4: results/recogniser.json holds the GUI's two models (the best BP network and CNN by validation
+    accuracy, as the GUI picks them) on the configured number of test digits, through the GUI's path and fed
+    directly; the report's section 3.7 states those numbers; with no checkpoint the job names the folder."""
+    from nnstudy.gui.models import find_models
+    from nnstudy.recogniser import evaluate_recogniser
+
+    workdir, config = study
+    check = json.loads((workdir / "results/recogniser.json").read_text())
+    assert check["n_digits"] == config["report"]["recogniser_digits"] == 100
+    picked = [str(c.path.relative_to(workdir)) for c in find_models(workdir / "results")]
+    assert [m["checkpoint"] for m in check["models"]] == picked
+    assert {m["model"] for m in check["models"]} == {"mlp", "cnn"}
+    text = (workdir / "report/lab_report.en.md").read_text().split("### 3.7")[1].split("## 4 Conclusions")[0]
+    for m in check["models"]:
+        assert 0 <= m["accuracy_gui"] <= 1 and 0.5 < m["accuracy_direct"] <= 1 and len(m["predictions"]) == 100
+        assert f"| {100 * m['accuracy_gui']:.1f} | {100 * m['accuracy_direct']:.1f} |" in text
+    assert (workdir / "report/figures/en/recogniser.png").stat().st_size > 10_000
+    with pytest.raises(RuntimeError, match="no finished run with a checkpoint under"):
+        evaluate_recogniser(tmp_path, workdir / "results/data/mnist_split.npz", tmp_path / "r.json", tmp_path / "r.png")
+
+
 def test_claims_csv_holds_every_claim_of_both_arms(study):
     """claims.csv: the declared family in both arms, Holm-adjusted as one family, with verdicts from the
     three allowed words; the CNN claim is paired on the CNN's seeds."""
@@ -217,7 +254,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="36",
                     search_export="9", train=str(2 * (8 * 10 + 5)), tables="1", figures="1", lab_report="2",
-                    register_models="1", all="1")  # fmt: skip
+                    register_models="1", gradient_check="1", all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
     planned = re.findall(r"output: results/grid/(\S+)/seed(\d+)/result.json", proc.stdout)
     cells = {f"{o}-bn{b}-dp{p}" for o in ("sgd", "adam") for b in (0, 1) for p in ("0", "0.5")} | {"cnn-adam-bn0-dp0"}

@@ -15,9 +15,10 @@ from nnstudy.report import claim_rows, claims_markdown, comparison_rows
 from nnstudy.stats import welch
 
 MEAN_SD = re.compile(r"\d+\.\d+ ± \d+\.\d+")
-STATEMENT = re.compile(
-    r"(?P<b>[\w+]+) (?P<mb>-?\d+\.\d+) vs (?P<a>[\w+]+) (?P<ma>-?\d+\.\d+); B − A = (?P<diff>[+-]\d+\.\d+), "
-    r"95% CI (?P<ci>\[[^\]]+\]), p (?:= )?(?P<p>[<\d. ]+?), n = (?P<nb>\d+)/(?P<na>\d+)"
+STATEMENT = re.compile(  # the en and zh wordings of macros.j2's stat()
+    r"(?P<b>[\w+]+) (?P<mb>-?\d+\.\d+) (?:vs|对比) (?P<a>[\w+]+) (?P<ma>-?\d+\.\d+)(?:; |；)B − A = "
+    r"(?P<diff>[+-]\d+\.\d+)(?:, |，)95% (?:CI|置信区间) (?P<ci>\[[^\]]+\])(?:, |，)p (?:= )?(?P<p>[<\d. ]+?)(?:, |，)"
+    r"n = (?P<nb>\d+)/(?P<na>\d+)"
 )
 
 
@@ -105,6 +106,23 @@ def test_pdf_pages_are_numbered_and_no_figure_is_parted_from_its_caption(study, 
     captions = [(int(m[1] or m[2]), k) for k, text in enumerate(pages, start=1) for m in caption.finditer(text)]
     assert [n for n, _ in captions] == list(range(1, len(captions) + 1)) and len(captions) >= 5, captions
     assert image_pages(study[0] / f"report/lab_report.{lang}.pdf") == [k for _, k in captions]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_reference_is_cited_and_every_citation_listed(study, lang):
+    text = (study[0] / f"report/lab_report.{lang}.md").read_text()
+    heading = "## References" if lang == "en" else "## 参考文献"
+    body, references = text.split(heading)[0], text.split(heading)[1].split("\n## ")[0]
+    listed = [int(n) for n in re.findall(r"^- \[(\d+)\]", references, re.M)]
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", re.sub(r"```.*?```", "", body, flags=re.S))}  # not code
+    assert listed == list(range(1, len(listed) + 1)) and len(listed) >= 5
+    assert cited == set(listed), f"listed, never cited: {set(listed) - cited}; cited, not listed: {cited - set(listed)}"
+
+
+def test_the_chinese_report_states_its_statistics_in_chinese(study):
+    text = re.sub(r"```.*?```", "", (study[0] / "report/lab_report.zh.md").read_text(), flags=re.S)  # not code
+    leaks = [w for w in (" vs ", "95% CI", "p (Welch)", "mean A", "mean B", "*反向", " adam ", " sgd ") if w in text]
+    assert not leaks, leaks
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

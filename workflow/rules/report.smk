@@ -15,6 +15,9 @@ rule lab_report:
         dataset=rules.prepare_dataset.output.summary,
         templates=REPORT_TEMPLATES,
         figures=drawn_figures,
+        gradcheck="results/gradcheck.json",
+        recogniser="results/recogniser.json",
+        recogniser_figure="results/figures/recogniser.png",
     output:
         markdown="report/lab_report.{lang}.md",
         html=report(
@@ -40,3 +43,48 @@ rule lab_report:
         lang=lambda wildcards: wildcards.lang,
     script:
         "../scripts/lab_report.py"
+
+
+# the engine's gradients against centred differences, for every kind of network the grid trains (narrowed,
+# float64); the report quotes the largest relative error, and an error above 1e-6 stops the workflow
+rule gradient_check:
+    output:
+        "results/gradcheck.json",
+    log:
+        "results/logs/gradient_check.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=512,
+        runtime=10,
+    params:
+        networks=lambda wildcards: {
+            key: config[key] for key in ("grid", "training", "cnn")
+        },
+    script:
+        "../scripts/gradient_check.py"
+
+
+# task 4 measured: the GUI's own path (the pad's PNG, read as an upload is) on real test digits, with the
+# checkpoints the GUI offers (the best BP network and CNN by validation accuracy)
+rule recogniser:
+    input:
+        results=grid_results(),
+        models=grid_models(),
+        data=rules.prepare_dataset.output.data,
+    output:
+        summary="results/recogniser.json",
+        figure="results/figures/recogniser.png",
+    log:
+        "results/logs/recogniser.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    params:
+        n_digits=config["report"]["recogniser_digits"],
+    script:
+        "../scripts/recogniser.py"

@@ -15,4 +15,7 @@ write_report(
     out_dir=Path(snakemake.output.markdown).parent,
     langs=[snakemake.params.lang],
     drawn=list(snakemake.input.figures),
+    gradcheck_json=snakemake.input.gradcheck,
+    recogniser_json=snakemake.input.recogniser,
+    recogniser_figure=snakemake.input.recogniser_figure,
 )

@@ -1,0 +1,11 @@
+from nnstudy.jobs import start_job
+from nnstudy.recogniser import evaluate_recogniser
+
+start_job(snakemake)
+evaluate_recogniser(
+    "results",
+    snakemake.input.data,
+    snakemake.output.summary,
+    snakemake.output.figure,
+    n=snakemake.params.n_digits,
+)
