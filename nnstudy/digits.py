@@ -167,7 +167,8 @@ def _minus_paper(image: np.ndarray, blocks: int = 8) -> tuple[np.ndarray, float]
     """``image`` less its paper, and the paper's noise (a robust standard deviation of what is left of it).
 
     The ink is bright, so the paper of each of ``blocks`` x ``blocks`` tiles is its 25th percentile; a
-    quadratic surface in x and y is fitted to those tiles, dropping tiles that lie well above it (mostly ink)."""
+    quadratic surface in x and y is fitted to those tiles, dropping tiles that lie well above the lower quartile
+    of the tiles kept so far (mostly ink)."""
     h, w = image.shape
     gy, gx = min(blocks, h), min(blocks, w)
     tiles = image[: h // gy * gy, : w // gx * gx].reshape(gy, h // gy, gx, w // gx)
@@ -185,8 +186,11 @@ def _minus_paper(image: np.ndarray, blocks: int = 8) -> tuple[np.ndarray, float]
         chosen = design[keep]  # least squares by the 6x6 normal equations (ridge-damped for few tiles)
         coef = np.linalg.solve(chosen.T @ chosen + 1e-6 * np.eye(6), chosen.T @ paper_level[keep])
         residual = paper_level - design @ coef
-        spread = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
-        keep = residual <= float(np.median(residual)) + max(3 * spread, 0.02)
+        # centred on the lower quartile of the tiles kept so far, not their median: when a bold digit covers
+        # more than half of the tiles, their median is ink, and the paper fitted to it erased the digit
+        kept = residual[keep]
+        spread = 1.4826 * float(np.median(np.abs(kept - np.median(kept))))
+        keep = residual <= float(np.percentile(kept, 25)) + max(3 * spread, 0.02)
     ink = image - surface(coef.astype(np.float32), ys, xs)
     sample = ink[:: max(1, h // 128), :: max(1, w // 128)]
     noise = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))

@@ -54,8 +54,13 @@ def evaluate_recogniser(
     """Accuracy of each GUI model on ``n`` test digits through the GUI's path and fed directly; a figure of
     the first digits as the GUI reads them, with the best model's answers."""
     choices = find_models(results_dir)
-    if not choices:
-        raise RuntimeError(f"no finished run with a checkpoint under {results_dir}: the recogniser has no model")
+    if not choices:  # every run diverged or collapsed: said so, and the report is still built
+        note = f"no finished run with a checkpoint under {results_dir}: the recogniser has no model"
+        summary = {"n_digits": 0, "models": [], "unreadable": [], "mean_ink": None, "mean_ink_unreadable": None,
+                   "note": note}  # fmt: skip
+        atomic_write_bytes(out_figure, note_png(summary["note"]))
+        atomic_write_json(out_json, summary)
+        return summary
     data = load_dataset(dataset_path, "float32")
     x, y = data["x_test"][:n], data["y_test"][:n]
     seen, readable = gui_inputs(x)
@@ -77,6 +82,21 @@ def evaluate_recogniser(
     atomic_write_bytes(out_figure, gallery_png(seen[shown], y[shown], best[shown]))
     atomic_write_json(out_json, summary)
     return summary
+
+
+def note_png(text: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 1))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def gallery_png(seen: np.ndarray, labels: np.ndarray, predictions: np.ndarray) -> bytes:

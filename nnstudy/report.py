@@ -305,9 +305,10 @@ def recogniser_summary(check: dict[str, Any], lang: str) -> dict[str, Any]:
                "seed": Path(m["checkpoint"]).parent.name.removeprefix("seed"),
                "gui": fmt_num(100 * m["accuracy_gui"], 1), "direct": fmt_num(100 * m["accuracy_direct"], 1),
                "agreement": fmt_num(100 * m["agreement"], 1)} for m in check["models"]]  # fmt: skip
-    ink = check.get("mean_ink_unreadable")
+    ink, ink_all = check.get("mean_ink_unreadable"), check.get("mean_ink")
     return {"n": check["n_digits"], "models": models, "unreadable": check["unreadable"],
-            "ink": fmt_num(ink, 2) if ink is not None else "—", "ink_all": fmt_num(check["mean_ink"], 2)}  # fmt: skip
+            "ink": fmt_num(ink, 2) if ink is not None else "—",
+            "ink_all": fmt_num(ink_all, 2) if ink_all is not None else "—"}  # fmt: skip
 
 
 def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:

@@ -68,9 +68,13 @@ def mlflow_server(folder: Path, env: dict[str, str] | None = None, timeout: floa
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
+        # ready when the tracking API itself answers: /health answers first, and the first API call then
+        # sets up the store, which took more than the workflow's 10 s check on a busy machine (seen in CI)
+        search = urllib.request.Request(f"{url}/api/2.0/mlflow/experiments/search", data=b'{"max_results": 1}',
+                                        headers={"Content-Type": "application/json"})  # fmt: skip
         while True:
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
+                urllib.request.urlopen(search, timeout=max(1.0, deadline - time.monotonic())).read()
                 break
             except OSError:
                 assert server.poll() is None, (folder / "server.log").read_text()[-3000:]

@@ -287,6 +287,8 @@ def test_runs_that_go_nowhere_are_counted_apart_and_checkpoints_and_results_are_
     for lang in ("en", "zh"):
         assert (tmp_path / f"report/lab_report.{lang}.pdf").stat().st_size > 10_000
     assert "collapsed" in (tmp_path / "report/lab_report.en.md").read_text()
+    assert json.loads((tmp_path / "results/recogniser.json").read_text())["models"] == []
+    assert "the recogniser had no model to measure" in (tmp_path / "report/lab_report.en.md").read_text()
 
     model = tmp_path / "results/grid/sgd-bn0-dp0/seed1/model.npz"
     model.unlink()
