@@ -58,6 +58,7 @@ class Optimizer:
         self._flat_base: Array | None = None
         self._flat_layout: list[tuple[str, tuple[int, ...]]] = []
         self._flat_slots: dict[str, Array] = {}
+        self._flat_seen: tuple[Array, ...] | None = None
 
     @property
     def lr(self) -> float:
@@ -96,23 +97,46 @@ class Optimizer:
         return flat
 
     def _tmp(self, name: str, like: Array) -> Array:
+        return self._buffer(name, like.shape, like.dtype)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: np.dtype) -> Array:
+        """A scratch array kept between steps (no allocation per step)."""
         arr = self._scratch.get(name)
-        if arr is None or arr.shape != like.shape or arr.dtype != like.dtype:
-            arr = self._scratch[name] = np.empty_like(like)
+        if arr is None or arr.shape != shape or arr.dtype != dtype:
+            arr = self._scratch[name] = np.empty(shape, dtype=dtype)
         return arr
+
+    def _flat_base_of(self, params: dict[str, Array], grads: dict[str, Array]) -> Array | None:
+        """``flat_buffer(params, grads)``, remembered for the same parameter arrays (a training loop
+        passes the same ones every step, and views cannot be moved to another buffer)."""
+        seen = self._flat_seen
+        if (
+            seen is not None
+            and len(grads) == len(seen)
+            and len(params) == len(seen)
+            and all(p is q for p, q in zip(params.values(), seen))
+            and all(name in grads for name in params)
+        ):
+            return self._flat_base
+        base = flat_buffer(params, grads)
+        if base is None:
+            self._flat_seen = None
+            return None
+        layout = [(name, p.shape) for name, p in params.items()]
+        if self._flat_base is not base or self._flat_layout != layout:
+            self._flat_base, self._flat_layout, self._flat_slots = base, layout, {}
+        self._flat_seen = tuple(params.values())
+        return base
 
     def step(self, params: dict[str, Array], grads: dict[str, Array]) -> None:
         """Apply one update to every parameter that has a gradient."""
         self.t += 1
         self._prepare()
-        base = flat_buffer(params, grads)
+        base = self._flat_base_of(params, grads)
         if base is None:
             for name, grad in grads.items():
                 self._update(name, params[name], grad)
         else:
-            layout = [(name, p.shape) for name, p in params.items()]
-            if self._flat_base is not base or self._flat_layout != layout:
-                self._flat_base, self._flat_layout, self._flat_slots = base, layout, {}
             flat_grad = self._tmp(FLAT + "grad", base)
             np.concatenate([grads[name].reshape(-1) for name in params], out=flat_grad)
             self._update(FLAT, base, flat_grad)
@@ -123,10 +147,25 @@ class Optimizer:
         """Per-step scalars (Adam's bias corrections); nothing by default."""
 
     def flush_subnormals(self) -> None:
-        """Set subnormal slot values to zero."""
+        """Set subnormal slot values to zero: one pass over each flat slot, then any slot array that is
+        not a view of one."""
+        flat = list(self._flat_slots.values())
+        for arr in flat:
+            self._flush(arr)
         for arrays in self.slots.values():
             for arr in arrays.values():
-                arr[np.abs(arr) < np.finfo(arr.dtype).tiny] = 0
+                if arr.base is None or all(arr.base is not f for f in flat):
+                    self._flush(arr)
+
+    def _flush(self, arr: Array) -> None:
+        """Multiply by (|arr| >= tiny): three branch-free passes into scratch buffers (a masked
+        assignment is several times slower when the mask is scattered)."""
+        flat = arr.ndim == 1 and arr.flags.c_contiguous
+        mag = self._tmp("\0flush", arr) if flat else np.empty_like(arr)
+        keep = self._buffer("\0flush_keep", arr.shape, np.dtype(bool)) if flat else np.empty(arr.shape, dtype=bool)
+        np.abs(arr, out=mag)
+        np.greater_equal(mag, np.finfo(arr.dtype).tiny, out=keep)
+        np.multiply(arr, keep, out=arr)
 
     def _update(self, name: str, w: Array, g: Array) -> None:
         raise NotImplementedError

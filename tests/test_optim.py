@@ -128,3 +128,25 @@ def test_flat_buffer_update_equals_the_per_parameter_update(name):
         np.testing.assert_allclose(net.params[k], separate[k], rtol=1e-13, atol=1e-15)
     for key, value in b.state_dict().items():
         np.testing.assert_allclose(a.state_dict()[key], value, rtol=1e-13, atol=1e-15)
+
+
+def test_flush_subnormals_zeroes_only_subnormal_slot_values_on_the_flat_path():
+    from nnlib import MLPSpec, Network
+
+    net = Network(MLPSpec(input_dim=5, hidden=(3,), classes=2), seed=0)
+    grads = {k: np.ones_like(v) for k, v in net.params.items()}
+    opt = Adam(0.01)
+    opt.step(net.params, grads)
+    m = opt.slots["m"]["fc1.w"]
+    tiny = np.finfo(np.float32).tiny
+    m[0, :3] = [tiny / 4, -tiny / 2, tiny]
+    opt.slots["v"]["fc2.b"][0] = tiny / 8
+    before = {k: v.copy() for k, v in opt.state_dict().items()}
+    opt.flush_subnormals()
+    after = opt.state_dict()
+    np.testing.assert_array_equal(after["m/fc1.w"][0, :3], [0.0, 0.0, tiny])
+    assert after["v/fc2.b"][0] == 0.0
+    before["m/fc1.w"][0, :2] = 0.0
+    before["v/fc2.b"][0] = 0.0
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value)
