@@ -23,6 +23,8 @@ rule all:
     input:
         rules.tables.output,
         rules.figures.output,
+        # the best checkpoints on the test set (the lab report's job needs them too, in its own language)
+        rules.model_figures.output,
         expand("report/lab_report.{lang}.{ext}", lang=LANGS, ext=["md", "html", "pdf"]),
         rules.register_models.output,
         # every result and checkpoint the study promises, so that a deleted one is rebuilt by a plain rerun

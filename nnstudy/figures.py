@@ -10,10 +10,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from .i18n import LANGS, N_, translator  # noqa: E402
 from .io import atomic_write_bytes, read_json  # noqa: E402
 from .tables import VARIANTS, budget_table, main_arm, optimizer_name  # noqa: E402
 
@@ -23,50 +26,87 @@ plt.rcParams["savefig.dpi"] = 120
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei")
 
+#: every label a figure shows, in English; other languages come from the message catalog (nnstudy.i18n)
 LABELS = {
-    "en": {
-        "epoch": "epoch", "seed": "seed", "split": "split", "train": "train", "validation": "validation",
-        "loss_y": "training loss (mean of {n} iterations)", "loss_title": "{opt}: training loss",
-        "acc_y": "accuracy (%), mean ± sd over seeds", "acc_title": "{opt}: train and validation accuracy",
-        "val_best": "validation (best epoch)", "test": "test", "accuracy": "accuracy (%)",
-        "optimizer": "optimizer", "diverged": "{n} diverged run(s) not shown: {cells}",
-        "trial": "trial", "val_acc": "validation accuracy (%)", "best_so_far": "best so far",
-        "history_title": "{study}: optimisation history", "lr": "learning rate (log scale)",
-        "lr_title": "{study}: learning rate vs accuracy", "state": "state",
-        "COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
-        "no_epochs": "{opt}: no successful run to plot (every run diverged or collapsed)",
-        "params": "parameters", "no_cnn": "no finished CNN run", "test_acc": "test accuracy (%)",
-        "deep_title": "CNN vs BP network: test accuracy", "time_epoch": "training time per epoch (s)",
-        "time_title": "cost per epoch (1 thread)",
-        "arm": "arm", "replication": "replication (the seed's rates)", "tuned": "tuned (searched rates)",
-        "budget_x": "search trials k", "budget_y": "expected best validation accuracy (%)",
-        "budget_title": "Expected best of k trials (Dodge et al. 2019)", "study": "search",
-    },
-    "zh": {
-        "epoch": "轮次 (epoch)", "seed": "随机种子", "split": "数据集", "train": "训练集", "validation": "验证集",
-        "loss_y": "训练损失（{n} 次迭代滑动平均）", "loss_title": "{opt}：训练损失",
-        "acc_y": "准确率 (%)，各种子均值 ± 标准差", "acc_title": "{opt}：训练与验证准确率",
-        "val_best": "验证集（最佳轮次）", "test": "测试集", "accuracy": "准确率 (%)",
-        "optimizer": "优化器", "diverged": "未显示 {n} 个发散的运行：{cells}",
-        "trial": "试验序号", "val_acc": "验证准确率 (%)", "best_so_far": "当前最优",
-        "history_title": "{study}：优化历史", "lr": "学习率（对数坐标）",
-        "lr_title": "{study}：学习率与准确率", "state": "状态",
-        "COMPLETE": "完成", "PRUNED": "剪枝", "FAIL": "失败",
-        "no_epochs": "{opt}：没有可绘制的成功运行（所有运行均发散或崩溃）",
-        "params": "个参数", "no_cnn": "没有完成的 CNN 运行", "test_acc": "测试准确率 (%)",
-        "deep_title": "CNN 与 BP 网络：测试准确率", "time_epoch": "每轮训练时间 (秒)",
-        "time_title": "每轮开销（单线程）",
-        "arm": "实验组", "replication": "复现组（原报告学习率）", "tuned": "调优组（搜索所得学习率）",
-        "budget_x": "搜索试验次数 k", "budget_y": "期望最佳验证准确率 (%)",
-        "budget_title": "k 次试验的期望最佳值（Dodge 等，2019）", "study": "搜索",
-    },
+    "epoch": N_("epoch"),
+    "seed": N_("seed"),
+    "split": N_("split"),
+    "train": N_("train"),
+    "validation": N_("validation"),
+    "loss_y": N_("training loss ({n}-iteration mean)"),
+    "loss_title": N_("{opt}: training loss, one line per seed"),
+    "acc_y": N_("accuracy (%)"),
+    "acc_title": N_("{opt}: train and validation accuracy"),
+    "per_seed": N_("{split}, one line per seed"),
+    "mean_all_run": N_("{split}, mean ± sd over seeds (while all run)"),
+    "best_marker": N_("each run's best epoch (the model kept)"),
+    "val_best": N_("validation (best epoch)"),
+    "test": N_("test"),
+    "accuracy": N_("accuracy (%)"),
+    "optimizer": N_("optimizer"),
+    "diverged": N_("{n} diverged run(s) not shown: {cells}"),
+    "trial": N_("trial"),
+    "val_acc": N_("validation accuracy (%)"),
+    "best_so_far": N_("best so far (complete trials)"),
+    "history_title": N_("Learning-rate searches: validation accuracy of each trial"),
+    "lr": N_("learning rate (log scale)"),
+    "lr_title": N_("Learning-rate searches: learning rate vs validation accuracy"),
+    "state": N_("state"),
+    "seed_lr": N_("the seed report's rate"),
+    "chosen_lr": N_("the chosen rate (best trial)"),
+    "COMPLETE": N_("complete"),
+    "PRUNED": N_("pruned (last reported value)"),
+    "FAIL": N_("failed"),
+    "no_epochs": N_("{opt}: no successful run to plot (every run diverged or collapsed)"),
+    "params": N_("params"),
+    "opt_suffix": N_(", {opt}"),
+    "no_cnn": N_("no finished CNN run"),
+    "test_acc": N_("test accuracy (%)"),
+    "deep_title": N_("CNN vs BP network: test accuracy"),
+    "time_epoch": N_("training time per epoch (s)"),
+    "time_title": N_("cost per epoch (1 thread)"),
+    "arm": N_("arm"),
+    "replication": N_("replication (the seed's rates)"),
+    "tuned": N_("tuned (searched rates)"),
+    "budget_x": N_("search trials k"),
+    "budget_y": N_("expected best validation accuracy (%)"),
+    "budget_title": N_("Expected best of k trials (Dodge et al. 2019)"),
+    "study": N_("search"),
+    "claims_title": N_("Confirmatory claims: mean paired difference\nwith its 95 % BCa interval, per arm"),
+    "claims_x": N_("difference in test accuracy (pp); > 0: as claimed"),
+    "verdict": N_("verdict"),
+    "supported": N_("supported"),
+    "contradicted": N_("contradicted"),
+    "inconclusive": N_("inconclusive"),
+    "arm_replication": N_("replication arm"),
+    "arm_tuned": N_("tuned arm"),
+    "no_claims": N_("no confirmatory claims"),
+    "claim_adam_beats_sgd": N_("Adam beats SGD"),
+    "claim_bn_improves": N_("BN improves ({opt})"),
+    "claim_dropout_improves": N_("dropout improves ({opt})"),
+    "claim_bn_dp_worse_than_best_single": N_("BN+DP worse than the better single ({opt})"),
+    "claim_cnn_beats_bpnn": N_("CNN beats the BP network ({opt})"),
+    "mlp": N_("BP network"),
+    "cnn": N_("CNN"),
+    "true_digit": N_("true digit"),
+    "pred_digit": N_("predicted digit"),
+    "confusion_title": N_("Test-set confusion matrices\n"
+                          "(numbers: counts of errors; colour: errors as % of the true digit's images)"),
+    "confusion_panel": N_("{model}: test accuracy {acc:.2f} %"),
+    "error_share": N_("errors (% of the row's digits)"),
+    "misclassified_title": N_("{model}: misclassified test digits (true → predicted), {n} of {total}"),
+    "weights_title": N_("BP network: first-layer weights of the {n} hidden units\n"
+                        "(each 28 × 28, scaled to its own min–max)"),
+    "no_model": N_("no finished run with a checkpoint: no model to show"),
+    "no_mlp": N_("no finished BP network with a checkpoint: no weights to show"),
+    "no_errors": N_("{model}: no misclassified test digit"),
 }  # fmt: skip
 
 
 def use_language(lang: str) -> dict[str, str]:
     """Labels for ``lang``; for Chinese, a CJK font when one is installed (else a ValueError)."""
-    if lang not in LABELS:
-        raise ValueError(f"unknown figure language {lang!r}; choose one of {sorted(LABELS)}")
+    if lang not in LANGS:
+        raise ValueError(f"unknown figure language {lang!r}; choose one of {list(LANGS)}")
     if lang == "zh":
         from matplotlib import font_manager
 
@@ -81,7 +121,8 @@ def use_language(lang: str) -> dict[str, str]:
             raise ValueError(f"no CJK font for Chinese figure labels; install one of {CJK_FONTS} (fonts-noto-cjk)")
         plt.rcParams["font.sans-serif"] = [found[0], *plt.rcParams["font.sans-serif"]]
         plt.rcParams["axes.unicode_minus"] = False
-    return LABELS[lang]
+    _ = translator(lang)
+    return {key: _(label) for key, label in LABELS.items()}
 
 
 #: results/figures has both; the lab report embeds PNGs only
@@ -104,9 +145,53 @@ def save_figure(fig: plt.Figure, stem: str | Path, formats: tuple[str, ...] = FO
     return written
 
 
+#: the lab report prints a figure this wide; every label must be at least MIN_PRINT_PT there
+PRINT_WIDTH_CM = 16.0
+MIN_PRINT_PT = 8.5
+#: a state's colour and marker in the search figures (pruned and completed trials apart)
+STATE_STYLE = {"COMPLETE": ("#4c72b0", "o"), "PRUNED": ("#dd8452", "X"), "FAIL": ("#c44e52", "s")}
+VERDICT_COLOURS = {"supported": "#1a9850", "contradicted": "#d73027", "inconclusive": "#7f7f7f"}
+ARM_MARKERS = {"replication": "o", "tuned": "D"}
+
+
+def print_rc(width_in: float) -> dict[str, float]:
+    """Font sizes for a figure ``width_in`` inches wide, so that printed ``PRINT_WIDTH_CM`` wide its
+    smallest text (tick labels, legends) is ``MIN_PRINT_PT``."""
+    small = MIN_PRINT_PT * max(1.0, width_in / (PRINT_WIDTH_CM / 2.54))
+    return {"font.size": small, "xtick.labelsize": small, "ytick.labelsize": small, "legend.fontsize": small,
+            "legend.title_fontsize": small, "axes.labelsize": 1.08 * small, "axes.titlesize": 1.12 * small,
+            "figure.titlesize": 1.2 * small, "figure.labelsize": 1.08 * small}  # fmt: skip
+
+
+def smallest_print_pt(fig: plt.Figure, print_width_cm: float = PRINT_WIDTH_CM) -> float:
+    """The smallest visible text of ``fig`` in points once the saved figure is printed ``print_width_cm``
+    wide (the saved figure is its tight bounding box, as ``save_figure`` writes it)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width_in = fig.get_tightbbox(renderer).padded(plt.rcParams["savefig.pad_inches"]).width
+    texts = [t for t in fig.findobj(matplotlib.text.Text)
+             if t.get_visible() and t.get_text().strip() and t.get_window_extent(renderer).width > 0]  # fmt: skip
+    return min((t.get_fontsize() for t in texts), default=np.inf) * (print_width_cm / 2.54) / width_in
+
+
+def integer_epochs(*axes: plt.Axes) -> None:
+    """Whole-number ticks on the x axis (epochs, trials)."""
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def note_figure(text: str, stem: str | Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
+    """A figure that only says ``text`` (nothing to draw)."""
+    with plt.rc_context(print_rc(6.0)):
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+        return save_figure(fig, stem, formats)
+
+
 def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Per-epoch and per-iteration histories of every grid run, long format, and the runs' optimizers
-    (each file read once: the histories make them large)."""
+    (each file read once: the histories make them large). ``best_epoch``: the epoch of the model kept."""
     epochs, iterations, optimizers = [], [], set()
     for path in paths:
         r = read_json(path)
@@ -114,6 +199,7 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
         h = r["history"]
         ident = {k: r[k] for k in ("cell", "optimizer", "variant", "seed", "status")}
         ident["arm"] = r.get("arm", "tuned")
+        ident["best_epoch"] = h.get("best_epoch", r.get("epochs_to_best"))
         for i, epoch in enumerate(h["epoch"]):
             for split, key in (("train", "train_acc"), ("validation", "val_acc")):
                 epochs.append({**ident, "epoch": epoch, "split": split, "accuracy": h[key][i] * 100})
@@ -121,10 +207,19 @@ def load_histories(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, pd.DataFr
         per_epoch = max(1, len(losses) // max(1, len(h["epoch"])))
         for j, value in enumerate(losses):
             iterations.append({**ident, "iteration": j + 1, "epoch": (j + 1) / per_epoch, "loss": value})
-    ident_columns = ["cell", "optimizer", "variant", "seed", "status", "arm"]
+    ident_columns = ["cell", "optimizer", "variant", "seed", "status", "arm", "best_epoch"]
     return (pd.DataFrame(epochs, columns=[*ident_columns, "epoch", "split", "accuracy"]),
             pd.DataFrame(iterations, columns=[*ident_columns, "iteration", "epoch", "loss"]),
             sorted(optimizers))  # fmt: skip
+
+
+def epochs_all_running(epochs: pd.DataFrame, by: str = "seed") -> np.ndarray:
+    """The epochs that every run (``by``) reached: where a mean over the runs is a mean over all of them
+    (after the first run stops, a "mean" would be that of the runs still going)."""
+    if epochs.empty:
+        return np.array([], dtype=int)
+    sets = [set(group["epoch"]) for _, group in epochs.groupby(by)]
+    return np.array(sorted(set.intersection(*sets)), dtype=int)
 
 
 def optimizer_curves(
@@ -134,40 +229,64 @@ def optimizer_curves(
     lang: str = "en",
     formats: tuple[str, ...] = FORMATS,
 ) -> list[Path]:
-    """For each optimiser on the plain network: training loss and train/validation accuracy (seed Figs 2, 3),
-    in the tuned arm (the replication arm when it is the only one)."""
+    """For each optimiser on the plain network (seed Figs 2, 3): training loss per seed, and train and
+    validation accuracy per seed with each run's best epoch marked and the mean ± sd over the seeds drawn
+    only over the epochs where all of them still run; in the tuned arm (the replication arm when it is the
+    only one)."""
     t = use_language(lang)
     result_paths = list(result_paths)
     epochs, iterations, optimizers = load_histories(result_paths)
     arm = main_arm(epochs["arm"])
     epochs, iterations = epochs[epochs["arm"] == arm], iterations[iterations["arm"] == arm]
-    epochs["split"] = epochs["split"].map({"train": t["train"], "validation": t["validation"]})
+    colours = {"train": "#4c72b0", "validation": "#dd8452"}
     written = []
     for optimizer in optimizers:
+        opt = optimizer_name(optimizer)
+        stem = Path(out_dir) / f"curves_{optimizer}"
         ok = epochs["status"] == "ok"
         ep = epochs[(epochs["optimizer"] == optimizer) & (epochs["variant"] == "BPNN") & ok]
         it = iterations[(iterations["optimizer"] == optimizer) & (iterations["variant"] == "BPNN")
                         & (iterations["status"] == "ok")].copy()  # fmt: skip
         if ep.empty:  # every plain run of this optimizer diverged or collapsed
-            fig, ax = plt.subplots(figsize=(6, 2))
-            ax.axis("off")
-            ax.text(0.5, 0.5, t["no_epochs"].format(opt=optimizer_name(optimizer)), ha="center", va="center")
-            written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
+            written += note_figure(t["no_epochs"].format(opt=opt), stem, formats)
             continue
         it["smoothed loss"] = it.groupby("seed")["loss"].transform(lambda s: s.rolling(smooth, min_periods=1).mean())
         # a smoothed line needs no more than ~1000 points per seed (fewer to draw, and a smaller SVG)
         it = it[it.groupby("seed").cumcount() % max(1, len(it) // (1000 * max(1, it["seed"].nunique()))) == 0]
-        it = it.rename(columns={"seed": t["seed"]})
-        ep = ep.rename(columns={"split": t["split"]})
-        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-        sns.lineplot(it, x="epoch", y="smoothed loss", hue=t["seed"], palette="crest", ax=ax_loss, legend="full")
-        ax_loss.set(yscale="log", xlabel=t["epoch"], ylabel=t["loss_y"].format(n=smooth))
-        ax_loss.set_title(t["loss_title"].format(opt=optimizer_name(optimizer)))
-        sns.lineplot(ep, x="epoch", y="accuracy", hue=t["split"], style=t["split"], errorbar="sd", marker="o",
-                     ax=ax_acc)  # fmt: skip
-        ax_acc.set(xlabel=t["epoch"], ylabel=t["acc_y"])
-        ax_acc.set_title(t["acc_title"].format(opt=optimizer_name(optimizer)))
-        written += save_figure(fig, Path(out_dir) / f"curves_{optimizer}", formats)
+        width = 11.0
+        with plt.rc_context(print_rc(width)):
+            fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(width, 4.6))
+            for _, run in it.groupby("seed"):
+                ax_loss.plot(run["epoch"], run["smoothed loss"], color="#2a6f73", lw=0.6, alpha=0.5)
+            ax_loss.set(yscale="log", xlabel=t["epoch"], ylabel=t["loss_y"].format(n=smooth))
+            ax_loss.set_title(t["loss_title"].format(opt=opt))
+            handles = {}
+            for split in ("train", "validation"):
+                sel = ep[ep["split"] == split]
+                for _, run in sel.groupby("seed"):
+                    run = run.sort_values("epoch")
+                    ax_acc.plot(run["epoch"], run["accuracy"], color=colours[split], lw=0.7, alpha=0.45)
+                common = sel[sel["epoch"].isin(epochs_all_running(sel))]
+                stats = common.groupby("epoch")["accuracy"].agg(["mean", "std"]).fillna(0.0)
+                ax_acc.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                                    color=colours[split], alpha=0.2, lw=0)  # fmt: skip
+                (mean_line,) = ax_acc.plot(stats.index, stats["mean"], color=colours[split], lw=2.2)
+                mean_line.set_label(t["mean_all_run"].format(split=t[split]))
+                handles[split] = [plt.Line2D([], [], color=colours[split], lw=0.8,
+                                             label=t["per_seed"].format(split=t[split])), mean_line]  # fmt: skip
+            val = ep[(ep["split"] == "validation") & (ep["epoch"] == ep["best_epoch"])]
+            best = ax_acc.scatter(val["epoch"], val["accuracy"], marker="*", s=110, color="#c44e52",
+                                  edgecolor="black", linewidth=0.5, zorder=5, label=t["best_marker"])  # fmt: skip
+            blank = plt.Line2D([], [], ls="", label=" ")
+            # two legend columns (filled top to bottom): train and the best epochs, validation
+            handles = [*handles["train"], best, *handles["validation"], blank]
+            ax_acc.set(xlabel=t["epoch"], ylabel=t["acc_y"])
+            ax_acc.set_title(t["acc_title"].format(opt=opt))
+            integer_epochs(ax_loss, ax_acc)
+            ax_loss.set_xlim(left=0)
+            fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
+            fig.tight_layout()
+            written += save_figure(fig, stem, formats)
     return written
 
 
@@ -183,7 +302,7 @@ def grid_comparison(
         value_name="accuracy",
     )  # fmt: skip
     arms = [a for a in ("replication", "tuned") if a in set(ok["arm"])]
-    ok["arm"] = ok["arm"].map({a: t[a] for a in arms})
+    ok["arm"] = ok["arm"].map({a: t[f"arm_{a}"] for a in arms})  # short: the row titles are beside the panels
     ok["accuracy"] *= 100
     splits = [t["val_best"], t["test"]]
     ok["split"] = ok["split"].map({"best_val_acc": splits[0], "test_acc": splits[1]})
@@ -191,105 +310,252 @@ def grid_comparison(
     ok = ok.rename(columns={"optimizer": t["optimizer"]})
     order = [v for v in VARIANTS if v in set(ok["variant"])]
     if ok.empty:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, t["diverged"].format(n=len(runs), cells=""), ha="center", va="center")
-        return save_figure(fig, Path(out_dir) / "grid_comparison", formats)
+        return note_figure(t["diverged"].format(n=len(runs), cells=""), Path(out_dir) / "grid_comparison", formats)
     dodge = 0.3 if ok[t["optimizer"]].nunique() > 1 else False
-    rows = [t[a] for a in arms]
-    grid = sns.catplot(
-        ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits, order=order,
-        row="arm", row_order=rows, errorbar="sd", dodge=dodge, linestyle="none", capsize=0.1, height=4, aspect=1.2,
-        sharey=False,
-    )  # fmt: skip
-    for (row, split), ax in grid.axes_dict.items():
-        sel = ok[(ok["split"] == split) & (ok["arm"] == row)]
-        sns.stripplot(sel, x="variant", y="accuracy", hue=t["optimizer"], order=order, dodge=dodge, jitter=False,
-                      alpha=0.4, ax=ax, legend=False)  # fmt: skip
-        ax.set(xlabel="", ylabel=t["accuracy"], title=f"{row}: {split}")
-    diverged = runs[runs["status"] != "ok"]
-    if len(diverged):
-        grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
-    return save_figure(grid.figure, Path(out_dir) / "grid_comparison", formats)
+    rows = [t[f"arm_{a}"] for a in arms]
+    with plt.rc_context(print_rc(11.0)):
+        grid = sns.catplot(
+            ok, kind="point", x="variant", y="accuracy", hue=t["optimizer"], col="split", col_order=splits,
+            order=order, row="arm", row_order=rows, errorbar="sd", dodge=dodge, linestyle="none", capsize=0.1,
+            height=3.6, aspect=1.25, sharey=False, margin_titles=True,
+        )  # fmt: skip
+        grid.set_titles(col_template="{col_name}", row_template="{row_name}")
+        for (row, split), ax in grid.axes_dict.items():
+            sel = ok[(ok["split"] == split) & (ok["arm"] == row)]
+            sns.stripplot(sel, x="variant", y="accuracy", hue=t["optimizer"], order=order, dodge=dodge, jitter=False,
+                          alpha=0.4, ax=ax, legend=False)  # fmt: skip
+            ax.set(xlabel="", ylabel=t["accuracy"])
+            ax.tick_params(axis="x", labelrotation=20)
+            for label in ax.get_xticklabels():
+                label.set_horizontalalignment("right")
+        diverged = runs[runs["status"] != "ok"]
+        if len(diverged):
+            grid.figure.suptitle(t["diverged"].format(n=len(diverged), cells=", ".join(diverged["cell"])), y=1.04)
+        return save_figure(grid.figure, Path(out_dir) / "grid_comparison", formats)
 
 
 def deep_vs_shallow(
     runs_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
 ) -> list[Path]:
-    """The CNN against the plain BP network: test accuracy per seed, and training time per epoch."""
+    """The CNN against the plain BP network: test accuracy per seed, and training time per epoch. The
+    optimizer is named in the titles when there is one, else in one legend."""
     t = use_language(lang)
     runs = pd.read_csv(runs_csv)
     runs = runs[runs["arm"] == main_arm(runs["arm"])]
     cnn = runs[(runs["arch"] == "cnn") & (runs["status"] == "ok")]
     plain = runs[(runs["variant"] == "BPNN") & (runs["status"] == "ok") & runs["optimizer"].isin(cnn["optimizer"])]
     both = pd.concat([plain, cnn])
+    stem = Path(out_dir) / "deep_vs_shallow"
+    if both.empty:
+        return note_figure(t["no_cnn"], stem, formats)
     both["test acc (%)"] = both["test_acc"] * 100
-    both["model"] = both["variant"] + " (" + both["n_params"].map(lambda v: f"{v:,}") + " " + t["params"] + ")"
+    # the model on two lines, so that neighbouring tick labels never run together
+    both["model"] = both["variant"] + "\n(" + both["n_params"].map(lambda v: f"{v:,}") + " " + t["params"] + ")"
     both["optimizer"] = both["optimizer"].map(optimizer_name)
     both = both.rename(columns={"optimizer": t["optimizer"]})
-    fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(11, 4))
-    if both.empty:
-        ax_acc.axis("off")
-        ax_time.axis("off")
-        ax_acc.text(0.5, 0.5, t["no_cnn"], ha="center", va="center")
-        return save_figure(fig, Path(out_dir) / "deep_vs_shallow", formats)
-    sns.pointplot(both, x="model", y="test acc (%)", hue=t["optimizer"], errorbar="sd", capsize=0.1,
-                  linestyle="none", ax=ax_acc)  # fmt: skip
-    sns.stripplot(
-        both, x="model", y="test acc (%)", hue=t["optimizer"], jitter=False, alpha=0.4, ax=ax_acc, legend=False
-    )
-    ax_acc.set(xlabel="", ylabel=t["test_acc"], title=t["deep_title"])
-    sns.barplot(both, x="model", y="time_per_epoch", hue=t["optimizer"], errorbar="sd", ax=ax_time)
-    ax_time.set(xlabel="", ylabel=t["time_epoch"], title=t["time_title"])
-    return save_figure(fig, Path(out_dir) / "deep_vs_shallow", formats)
+    names = list(dict.fromkeys(both[t["optimizer"]]))
+    suffix = t["opt_suffix"].format(opt=names[0]) if len(names) == 1 else ""
+    width = 9.0
+    with plt.rc_context(print_rc(width)):
+        fig, (ax_acc, ax_time) = plt.subplots(1, 2, figsize=(width, 4))
+        dodge = 0.3 if len(names) > 1 else False
+        sns.pointplot(both, x="model", y="test acc (%)", hue=t["optimizer"], errorbar="sd", capsize=0.1,
+                      linestyle="none", dodge=dodge, ax=ax_acc, legend=len(names) > 1)  # fmt: skip
+        sns.stripplot(both, x="model", y="test acc (%)", hue=t["optimizer"], jitter=False, dodge=dodge, alpha=0.4,
+                      ax=ax_acc, legend=False)  # fmt: skip
+        ax_acc.set(xlabel="", ylabel=t["test_acc"], title=t["deep_title"] + suffix)
+        sns.barplot(both, x="model", y="time_per_epoch", hue=t["optimizer"], errorbar="sd", ax=ax_time, legend=False)
+        ax_time.set(xlabel="", ylabel=t["time_epoch"], title=t["time_title"] + suffix)
+        fig.tight_layout()
+        return save_figure(fig, stem, formats)
+
+
+def study_model(study: str, best: dict | None) -> tuple[str, str]:
+    """A search's architecture and optimizer: from its best.json, else from its name (``lr-[cnn-]<opt>-...``)."""
+    if best and "arch" in best and "optimizer" in best:
+        return best["arch"], best["optimizer"]
+    parts = study.split("-")
+    return ("cnn", parts[2]) if len(parts) > 2 and parts[1] == "cnn" else ("mlp", parts[1] if len(parts) > 1 else "")
+
+
+def best_so_far(values: pd.Series, states: pd.Series) -> pd.Series:
+    """The best value of the complete trials up to each trial (in the given order), carried across the pruned
+    and failed ones so that the line never breaks; NaN before the first complete trial."""
+    return values.where(states == "COMPLETE").cummax().ffill()
 
 
 def search_figures(
-    trials_csvs: dict[str, str | Path], out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
+    trials_csvs: dict[str, str | Path],
+    out_dir: str | Path,
+    lang: str = "en",
+    formats: tuple[str, ...] = FORMATS,
+    *,
+    seed_lrs: dict[str, float] | None = None,
+    best_jsons: dict[str, str | Path] | None = None,
 ) -> list[Path]:
-    """Optuna's optimisation history and learning rate against validation accuracy, one panel per study."""
+    """Optuna's optimisation history, learning rate against validation accuracy, and the expected best of k
+    trials: ``search_history``, ``lr_vs_accuracy``, ``search_budget``.
+
+    ``seed_lrs``: the seed report's rate per optimizer (e.g. ``{"sgd": 0.02, "adam": 0.001}``), marked as a
+    dashed line in the BP network's studies; ``best_jsons``: each study's ``best.json`` (default: the one next
+    to its trials.csv, when present), whose ``lr`` is marked as the chosen rate."""
     t = use_language(lang)
-    frames = []
+    studies = list(trials_csvs)
+    frames, bests = [], {}
     for study, path in trials_csvs.items():
         f = pd.read_csv(path)
         f["study"] = study
         frames.append(f)
+        best_path = Path((best_jsons or {}).get(study, Path(path).with_name("best.json")))
+        bests[study] = read_json(best_path) if best_path.exists() else None
     trials = pd.concat(frames, ignore_index=True)
+    trials = trials[trials["holds_slot"].astype(bool)]  # one trial per slot: a killed trial's rerun replaces it
     trials["val acc (%)"] = trials["value"] * 100
-    trials["best so far (%)"] = trials["best_so_far"] * 100
-    states = [t["COMPLETE"], t["PRUNED"], t["FAIL"]]
-    trials[t["state"]] = trials["state"].map({"COMPLETE": states[0], "PRUNED": states[1], "FAIL": states[2]})
-    studies = list(trials_csvs)
-    trials = trials[trials["holds_slot"]]  # one trial per slot: a killed trial's rerun replaces it
-    fig, axes = panels(len(studies))
-    for ax, study in zip(axes, studies):
-        sel = trials[trials["study"] == study].sort_values("slot")
-        sns.scatterplot(sel, x="slot", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
-        ax.plot(sel["slot"], sel["best so far (%)"], drawstyle="steps-post", color="black", label=t["best_so_far"])
-        ax.set(title=t["history_title"].format(study=study), xlabel=t["trial"], ylabel=t["val_acc"])
-        ax.legend(loc="lower right")
-    written = save_figure(fig, Path(out_dir) / "search_history", formats)
-    fig, axes = panels(len(studies))
-    for ax, study in zip(axes, studies):
-        sel = trials[trials["study"] == study]
-        sns.scatterplot(sel, x="lr", y="val acc (%)", hue=t["state"], ax=ax, hue_order=states)
-        ax.set(xscale="log", title=t["lr_title"].format(study=study), xlabel=t["lr"], ylabel=t["val_acc"])
-    written += save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)
+    present = [s for s in STATE_STYLE if s in set(trials["state"])]
+    columns = 3 if len(studies) > 4 else min(2, len(studies))
+    written = []
+
+    def state_handles() -> list:
+        colour_marker = {s: STATE_STYLE[s] for s in present}
+        return [plt.Line2D([], [], ls="", marker=m, color=c, markersize=8, label=t[s])
+                for s, (c, m) in colour_marker.items()]  # fmt: skip
+
+    def scatter_states(ax: plt.Axes, sel: pd.DataFrame, x: str) -> None:
+        for state in present:
+            colour, marker = STATE_STYLE[state]
+            part = sel[sel["state"] == state]
+            ax.scatter(part[x], part["val acc (%)"], color=colour, marker=marker, s=36, zorder=3,
+                       edgecolor="white" if marker == "o" else None, linewidth=0.4)  # fmt: skip
+
+    with plt.rc_context(print_rc(panel_width(columns))):
+        fig, axes = panels(len(studies), columns)
+        for ax, study in zip(axes, studies):
+            sel = trials[trials["study"] == study].sort_values("slot")
+            scatter_states(ax, sel, "slot")
+            line = best_so_far(sel["val acc (%)"], sel["state"])
+            ax.step(sel["slot"], line, where="post", color="black", lw=1.3, zorder=4)
+            ax.set_title(study)
+            integer_epochs(ax)
+        label_panels(fig, axes, columns, t["trial"], t["val_acc"])
+        handles = [*state_handles(), plt.Line2D([], [], color="black", lw=1.3, label=t["best_so_far"])]
+        fig.suptitle(t["history_title"])
+        finish_panels(fig, handles)
+        written += save_figure(fig, Path(out_dir) / "search_history", formats)
+
+        fig, axes = panels(len(studies), columns)
+        seed_drawn = chosen_drawn = False
+        for ax, study in zip(axes, studies):
+            sel = trials[trials["study"] == study]
+            scatter_states(ax, sel, "lr")
+            arch, optimizer = study_model(study, bests[study])
+            if arch == "mlp" and seed_lrs and optimizer in seed_lrs:
+                ax.axvline(seed_lrs[optimizer], color="#555555", ls="--", lw=1.4, zorder=2)
+                seed_drawn = True
+            best = bests[study]
+            if best and best.get("lr") is not None:
+                ax.axvline(best["lr"], color="#2ca02c", ls="-", lw=1.4, zorder=2)
+                if best.get("best_val_acc") is not None:
+                    ax.scatter([best["lr"]], [best["best_val_acc"] * 100], marker="*", s=220, color="#2ca02c",
+                               edgecolor="black", linewidth=0.6, zorder=5)  # fmt: skip
+                chosen_drawn = True
+            ax.set(xscale="log", title=study)
+        label_panels(fig, axes, columns, t["lr"], t["val_acc"])
+        handles = state_handles()
+        if seed_drawn:
+            handles.append(plt.Line2D([], [], color="#555555", ls="--", lw=1.4, label=t["seed_lr"]))
+        if chosen_drawn:
+            handles.append(plt.Line2D([], [], color="#2ca02c", ls="-", lw=1.4, marker="*", markersize=13,
+                                      markeredgecolor="black", label=t["chosen_lr"]))  # fmt: skip
+        fig.suptitle(t["lr_title"])
+        finish_panels(fig, handles)
+        written += save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)
+
     budget = budget_table(list(trials_csvs.values()))
     budget["study"] = budget["study"] + " (N = " + budget["n_trials"].astype(str) + ")"
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(budget, x="k", y="expected_best_val_acc", hue="study", marker="o", ax=ax)
-    ax.set(xlabel=t["budget_x"], ylabel=t["budget_y"], title=t["budget_title"])
-    ax.legend(title=t["study"], fontsize="small", loc="lower right")
-    return written + save_figure(fig, Path(out_dir) / "search_budget", formats)
+    width = 9.0
+    with plt.rc_context(print_rc(width)):
+        fig, ax = plt.subplots(figsize=(width, 4.5))
+        sns.lineplot(budget, x="k", y="expected_best_val_acc", hue="study", marker="o", ax=ax)
+        ax.set(xlabel=t["budget_x"], ylabel=t["budget_y"], title=t["budget_title"])
+        integer_epochs(ax)
+        ax.legend(title=t["study"], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
+        written += save_figure(fig, Path(out_dir) / "search_budget", formats)
+    return written
+
+
+def claim_label(claim: str, t: dict[str, str]) -> str:
+    """``bn_improves:sgd`` -> "BN improves (SGD)" (an undeclared claim keeps its name)."""
+    name, _, optimizer = claim.partition(":")
+    template = t.get(f"claim_{name}")
+    return template.format(opt=optimizer_name(optimizer)) if template else claim
+
+
+def claims_forest(
+    claims_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
+) -> list[Path]:
+    """``claims_forest``: each confirmatory claim in each arm, its estimate (mean paired difference B − A,
+    percentage points) with the 95 % interval, coloured by verdict; a marker per arm; a line at 0."""
+    t = use_language(lang)
+    claims = pd.read_csv(claims_csv)
+    stem = Path(out_dir) / "claims_forest"
+    if claims.empty:
+        return note_figure(t["no_claims"], stem, formats)
+    order = list(dict.fromkeys(claims["claim"]))
+    arms = [a for a in ARM_MARKERS if a in set(claims["arm"])] + sorted(set(claims["arm"]) - set(ARM_MARKERS))
+    step = 0.36 if len(arms) > 1 else 0.0
+    width = 8.0
+    with plt.rc_context(print_rc(width)):
+        fig, ax = plt.subplots(figsize=(width, 1.2 + 0.3 * len(order) * max(1, len(arms))))
+        for k, arm in enumerate(arms):
+            offset = (k - (len(arms) - 1) / 2) * step
+            for _, row in claims[claims["arm"] == arm].iterrows():
+                y = order.index(row["claim"]) + offset
+                colour = VERDICT_COLOURS.get(row["verdict"], "black")
+                ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=colour, lw=2.2, solid_capstyle="butt")
+                ax.scatter([row["estimate"]], [y], marker=ARM_MARKERS.get(arm, "s"), s=55, color=colour,
+                           edgecolor="black", linewidth=0.6, zorder=3)  # fmt: skip
+        ax.axvline(0, color="black", lw=1)
+        ax.set_yticks(range(len(order)), [claim_label(c, t) for c in order])
+        ax.set_ylim(len(order) - 0.5, -0.5)  # the first claim on top
+        for y in np.arange(len(order) - 1) + 0.5:
+            ax.axhline(y, color="#dddddd", lw=0.8)
+        ax.grid(axis="y", visible=False)
+        ax.set(xlabel=t["claims_x"], title=t["claims_title"])
+        verdicts = [v for v in VERDICT_COLOURS if v in set(claims["verdict"])]
+        handles = [plt.Line2D([], [], color=VERDICT_COLOURS[v], lw=2.2, label=t[v]) for v in verdicts]
+        handles += [plt.Line2D([], [], ls="", marker=ARM_MARKERS.get(a, "s"), color="white", markeredgecolor="black",
+                               markersize=8, label=t.get(f"arm_{a}", a)) for a in arms]  # fmt: skip
+        fig.tight_layout()
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(len(verdicts), len(arms)),
+                   frameon=False)  # fmt: skip
+        return save_figure(fig, stem, formats)
+
+
+def panel_width(columns: int) -> float:
+    return 3.7 * columns
 
 
 def panels(n: int, columns: int = 3) -> tuple[plt.Figure, list[plt.Axes]]:
     """``n`` panels in rows of ``columns`` (the unused ones hidden)."""
     rows = -(-n // columns)
     width = min(n, columns)
-    fig, axes = plt.subplots(rows, width, figsize=(5.5 * width, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, width, figsize=(panel_width(width), 2.9 * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.axis("off")
     return fig, flat[:n]
+
+
+def label_panels(fig: plt.Figure, axes: list[plt.Axes], columns: int, xlabel: str, ylabel: str) -> None:
+    """One x label under the panels and one y label beside them (not one per panel)."""
+    for ax in axes:
+        ax.set(xlabel="", ylabel="")
+    fig.supxlabel(xlabel)
+    fig.supylabel(ylabel)
+
+
+def finish_panels(fig: plt.Figure, handles: list) -> None:
+    """Lay the panels out and put the legend under them, outside every axes."""
+    fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles) if len(handles) < 4
+               else 2, frameon=False)  # fmt: skip

@@ -7,15 +7,17 @@ dataset summary); nothing is retrained and MLflow is not queried.
 from __future__ import annotations
 
 import base64
+import html
 import inspect
 import os
 import platform
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jinja2
 import pandas as pd
@@ -24,8 +26,10 @@ from markdown_it import MarkdownIt
 
 from nnlib import MLPSpec, layers, optim
 
-from .figures import deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
+from .figures import claims_forest, deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
+from .i18n import LANGS, N_, join_list, translations, translator
 from .io import atomic_write_bytes, atomic_write_text, read_json
+from .model_figures import draw_model_figures
 from .tables import (
     display_table,
     display_table3,
@@ -36,56 +40,59 @@ from .tables import (
     with_optimizer_names,
 )
 
-LANGS = ("en", "zh")
 #: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
 SEED_TABLE1 = {"sgd": (97.12, 36, 0.02), "adam": (97.57, 14, 0.001)}
 SEED_TABLE2 = {"BPNN": (97.62, 14), "BPNN+BN": (97.91, 14), "BPNN+DP": (97.65, 12), "BPNN+BN+DP": (97.52, 23)}
 PACKAGES = ("numpy", "pandas", "scipy", "matplotlib", "seaborn", "optuna", "mlflow", "snakemake", "jinja2",
             "markdown-it-py", "weasyprint")  # fmt: skip
 
-HEADERS = {
-    "en": {},
-    "zh": {"optimizer": "优化器", "variant": "模型", "lr": "学习率", "val acc (%)": "验证准确率 (%)",
-           "test acc (%)": "测试准确率 (%)", "epochs to best, median [IQR]": "最佳轮次，中位数 [四分位距]",
-           "epochs run": "训练轮次", "arm": "实验组", "n": "运行次数",
-           "time per epoch (s)": "每轮时间 (秒)", "parameters": "参数量"},
-}  # fmt: skip
-VERDICTS = {
-    "en": {"higher": "significantly higher", "lower": "significantly lower",
-           "no significant difference": "no significant difference", "not enough runs": "not enough runs"},
-    "zh": {"higher": "显著更高", "lower": "显著更低", "no significant difference": "无显著差异",
-           "not enough runs": "运行次数不足"},
-}  # fmt: skip
-METRICS = {
-    "en": {"validation accuracy (%)": "validation accuracy (%)", "test accuracy (%)": "test accuracy (%)",
-           "epochs to best": "epochs to best"},
-    "zh": {"validation accuracy (%)": "验证准确率 (%)", "test accuracy (%)": "测试准确率 (%)",
-           "epochs to best": "最佳轮次"},
+HEADERS = [N_("optimizer"), N_("variant"), N_("lr"), N_("val acc (%)"), N_("test acc (%)"),
+           N_("epochs to best, median [IQR]"), N_("epochs run"), N_("arm"), N_("n"), N_("time per epoch (s)"),
+           N_("parameters")]  # fmt: skip
+VERDICTS = {"higher": N_("significantly higher"), "lower": N_("significantly lower"),
+            "no significant difference": N_("no significant difference"),
+            "not enough runs": N_("not enough runs")}  # fmt: skip
+METRICS = {"validation accuracy (%)": N_("validation accuracy (%)"), "test accuracy (%)": N_("test accuracy (%)"),
+           "epochs to best": N_("epochs to best")}  # fmt: skip
+ARMS = {"replication": N_("replication"), "tuned": N_("tuned")}
+CLAIMS = {"adam_beats_sgd": N_("Adam beats SGD on the plain network"),
+          "bn_improves": N_("BN improves accuracy ({opt})"),
+          "dropout_improves": N_("dropout improves accuracy ({opt})"),
+          "bn_dp_worse_than_best_single": N_("BN+DP is worse than the better of BN and DP alone ({opt})"),
+          "cnn_beats_bpnn": N_("the CNN beats the BP network ({opt})")}  # fmt: skip
+CLAIM_VERDICTS = {"supported": N_("supported"), "contradicted": N_("contradicted"), "inconclusive": N_("inconclusive")}
+PRIMARY = {"test_acc": N_("test accuracy"), "best_val_acc": N_("validation accuracy")}
+#: the works the report cites, by key; each is listed (and numbered) only where the text cites it
+REFERENCES = {
+    "kingma": N_("Kingma D, Ba J. Adam: A method for stochastic optimization. ICLR, 2015."),
+    "tieleman": N_("Tieleman T, Hinton G. Lecture 6.5 — RMSprop: Divide the gradient by a running average of its "
+                   "recent magnitude. 2012."),
+    "ioffe": N_("Ioffe S, Szegedy C. Batch normalization: Accelerating deep network training by reducing internal "
+                "covariate shift. ICML, 2015: 448–456."),
+    "srivastava": N_("Srivastava N, Hinton G, Krizhevsky A, et al. Dropout: A simple way to prevent neural networks "
+                     "from overfitting. JMLR, 2014, 15(1): 1929–1958."),
+    "optuna": N_("Akiba T, Sano S, Yanase T, Ohta T, Koyama M. Optuna: A next-generation hyperparameter optimization "
+                 "framework. KDD, 2019."),
+    "mlflow": N_("Zaharia M, Chen A, Davidson A, et al. Accelerating the machine learning lifecycle with MLflow. IEEE "
+                 "Data Eng. Bull., 2018, 41(4): 39–45."),
+    "snakemake": N_("Mölder F, Jablonski K P, Letcher B, et al. Sustainable data analysis with Snakemake. "
+                    "F1000Research, 2021, 10: 33."),
+    "dodge": N_("Dodge J, Gururangan S, Card D, Schwartz R, Smith N A. Show your work: Improved reporting of "
+                "experimental results. EMNLP-IJCNLP, 2019: 2185–2194."),
+    "holm": N_("Holm S. A simple sequentially rejective multiple test procedure. Scandinavian Journal of Statistics, "
+               "1979, 6(2): 65–70."),
+    "efron": N_("Efron B. Better bootstrap confidence intervals. Journal of the American Statistical Association, "
+                "1987, 82(397): 171–185."),
+    "wilson": N_("Wilson A C, Roelofs R, Stern M, Srebro N, Recht B. The marginal value of adaptive gradient methods "
+                 "in machine learning. NeurIPS, 2017: 4148–4158."),
+    "li": N_("Li X, Chen S, Hu X, Yang J. Understanding the disharmony between dropout and batch normalization by "
+             "variance shift. CVPR, 2019: 2682–2690."),
 }  # fmt: skip
 
 
-ARMS = {
-    "en": {"replication": "replication", "tuned": "tuned"},
-    "zh": {"replication": "复现组", "tuned": "调优组"},
-}
-CLAIMS = {
-    "en": {"adam_beats_sgd": "Adam beats SGD on the plain network", "bn_improves": "BN improves accuracy ({opt})",
-           "dropout_improves": "dropout improves accuracy ({opt})",
-           "bn_dp_worse_than_best_single": "BN+DP is worse than the better of BN and DP alone ({opt})",
-           "cnn_beats_bpnn": "the CNN beats the BP network ({opt})"},
-    "zh": {"adam_beats_sgd": "在基础网络上 Adam 优于 SGD", "bn_improves": "批量归一化提高准确率（{opt}）",
-           "dropout_improves": "丢弃法提高准确率（{opt}）",
-           "bn_dp_worse_than_best_single": "BN+DP 不如 BN、DP 中较好的一个（{opt}）",
-           "cnn_beats_bpnn": "CNN 优于 BP 网络（{opt}）"},
-}  # fmt: skip
-CLAIM_VERDICTS = {
-    "en": {"supported": "supported", "contradicted": "contradicted", "inconclusive": "inconclusive"},
-    "zh": {"supported": "支持", "contradicted": "相反", "inconclusive": "无定论"},
-}
-PRIMARY = {
-    "en": {"test_acc": "test accuracy", "best_val_acc": "validation accuracy"},
-    "zh": {"test_acc": "测试准确率", "best_val_acc": "验证准确率"},
-}
+def fmt_int(value: int) -> str:
+    """A count with thousands separators (50,000), as both languages write it in this report."""
+    return f"{int(value):,}"
 
 
 def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
@@ -109,14 +116,15 @@ def fmt_p(p: float) -> str:
 
 
 def table_markdown(summary: pd.DataFrame, first: list[str], lang: str) -> str:
+    _ = translator(lang)
     shown = display_table(summary, first)
-    shown["arm"] = shown["arm"].map(ARMS[lang])
-    shown = shown.rename(columns=HEADERS[lang])
-    return markdown_table(shown)
+    shown["arm"] = shown["arm"].map(lambda arm: _(ARMS[arm]))
+    return markdown_table(shown.rename(columns={h: _(h) for h in HEADERS}))
 
 
 def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str, dict[str, str]]]:
     """key -> metric -> formatted fields (the same strings feed the text and the statistics table)."""
+    _ = translator(lang)
     out: dict[str, dict[str, dict[str, str]]] = {}
     for row in comparisons.itertuples():
         digits = 1 if row.metric == "epochs to best" else 2
@@ -125,38 +133,37 @@ def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str,
             "mean_a": fmt_num(row.mean_a, digits), "mean_b": fmt_num(row.mean_b, digits),
             "diff": fmt_num(row.diff, digits, signed=True),
             "ci": f"[{fmt_num(row.ci_low, digits, True)}, {fmt_num(row.ci_high, digits, True)}]",
-            "p": fmt_p(row.p_value), "verdict": row.verdict, "verdict_text": VERDICTS[lang][row.verdict],
-            "metric_text": METRICS[lang][row.metric],
+            "p": fmt_p(row.p_value), "verdict": row.verdict, "verdict_text": _(VERDICTS[row.verdict]),
+            "metric_text": _(METRICS[row.metric]),
         }  # fmt: skip
     return out
 
 
 def claim_rows(claims: pd.DataFrame, lang: str) -> list[dict[str, str]]:
     """The confirmatory claims, formatted once for the claims table and the conclusions."""
+    _ = translator(lang)
     rows = []
     for row in claims.itertuples():
-        base, _, opt = row.claim.partition(":")
+        base, _sep, opt = row.claim.partition(":")
         rows.append({
-            "arm": row.arm, "arm_text": ARMS[lang][row.arm], "claim": row.claim,
-            "text": CLAIMS[lang][base].format(opt=optimizer_name(opt)), "n": str(row.n),
+            "arm": row.arm, "arm_text": _(ARMS[row.arm]), "claim": row.claim,
+            "text": _(CLAIMS[base]).format(opt=optimizer_name(opt)), "n": str(row.n),
             "a": with_optimizer_names(row.a), "b": with_optimizer_names(row.b),
             "estimate": fmt_num(row.estimate, 2, signed=True),
             "ci": f"[{fmt_num(row.ci_low, 2, True)}, {fmt_num(row.ci_high, 2, True)}]",
             "p": fmt_p(row.p_value), "p_holm": fmt_p(row.p_holm), "p_wilcoxon": fmt_p(row.p_wilcoxon),
             "d": fmt_num(row.effect_size, 2), "mde": fmt_num(row.mde, 2), "verdict": row.verdict,
-            "verdict_text": CLAIM_VERDICTS[lang][row.verdict],
+            "verdict_text": _(CLAIM_VERDICTS[row.verdict]),
         })  # fmt: skip
     return rows
 
 
 def claims_markdown(rows: list[dict[str, str]], lang: str) -> str:
+    _ = translator(lang)
     if not rows:
-        return "(no claim can be tested: the grid lacks the cells)" if lang == "en" else "（网格中缺少检验所需的设置）"
-    en = lang == "en"
-    columns = (["arm", "claim", "B − A (pp)", "95% CI (BCa)", "n", "p (paired t)", "p (Holm)", "p (Wilcoxon)", "d_z",
-                "MDE (pp)", "verdict"] if en else
-               ["实验组", "论断", "B − A（百分点）", "95% 置信区间（BCa）", "n", "p（配对 t）", "p（Holm）",
-                "p（Wilcoxon）", "d_z", "最小可检测效应（百分点）", "结论"])  # fmt: skip
+        return _("(no claim can be tested: the grid lacks the cells)")
+    columns = [_("arm"), _("claim"), _("B − A (pp)"), _("95% CI (BCa)"), _("n"), _("p (paired t)"), _("p (Holm)"),
+               _("p (Wilcoxon)"), "d_z", _("MDE (pp)"), _("verdict")]  # fmt: skip
     keys = ["arm_text", "text", "estimate", "ci", "n", "p", "p_holm", "p_wilcoxon", "d", "mde", "verdict_text"]
     frame = pd.DataFrame([[row[k] for k in keys] for row in rows], columns=columns)
     return markdown_table(frame)
@@ -166,39 +173,40 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
     """Expected best validation accuracy at a few budgets per study (the full curve is in budget.csv)."""
     if budget.empty:
         return ""
+    _ = translator(lang)
     rows = []
     for study, group in budget.groupby("study", sort=False):
         n = int(group["n_trials"].iloc[0])
         picks = sorted({k for k in (1, 2, 5, 10, 20, n) if k <= n})
         values = group.set_index("k")["expected_best_val_acc"]
-        rows.append({"study" if lang == "en" else "搜索": study, **{f"k = {k}": fmt_num(values[k]) for k in picks}})
+        rows.append({_("search"): study, **{f"k = {k}": fmt_num(values[k]) for k in picks}})
     return markdown_table(pd.DataFrame(rows).fillna("—"))
 
 
-COMPARISON_COLUMNS = {
-    "en": ["optimizer", "A", "B", "metric", "mean A", "mean B", "B − A", "95% CI", "p (Welch)", "verdict"],
-    "zh": ["优化器", "A", "B", "指标", "A 均值", "B 均值", "B − A", "95% 置信区间", "p（Welch）", "结论"],
-}
+COMPARISON_COLUMNS = [N_("optimizer"), "A", "B", N_("metric"), N_("mean A"), N_("mean B"), "B − A", N_("95% CI"),
+                      N_("p (Welch)"), N_("verdict")]  # fmt: skip
 
 
 def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
+    _ = translator(lang)
     if comparisons.empty:
-        return "(no comparison: the grid has one cell per optimizer)" if lang == "en" else "（网格中没有可比较的设置）"
+        return _("(no comparison: the grid has one cell per optimizer)")
     rows = []
     for row in comparisons.itertuples():
         f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]
         scope = row.key.split(":")[1] if ":" in row.key else "—"
         values = [optimizer_name(scope), f"{f['a']} (n={f['n_a']})", f"{f['b']} (n={f['n_b']})", f["metric_text"],
                   f["mean_a"], f["mean_b"], f["diff"], f["ci"], f["p"], f["verdict_text"]]  # fmt: skip
-        rows.append(dict(zip(COMPARISON_COLUMNS[lang], values, strict=True)))
+        rows.append(dict(zip([_(c) for c in COMPARISON_COLUMNS], values, strict=True)))
     return markdown_table(pd.DataFrame(rows))
 
 
 def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
     """The replication table: the seed report's single-run figure | our replication arm (the seed's rates)
     | our tuned arm (searched rates), mean ± sd over seeds."""
-    label = ("Table 1" if lang == "en" else "表 1", "Table 2 (Adam)" if lang == "en" else "表 2（Adam）")
-    settings = [(label[0], opt, "BPNN", val, epochs) for opt, (val, epochs, _) in SEED_TABLE1.items()]
+    _ = translator(lang)
+    label = (_("Table 1"), _("Table 2 (Adam)"))
+    settings = [(label[0], opt, "BPNN", val, epochs) for opt, (val, epochs, _lr) in SEED_TABLE1.items()]
     settings += [(label[1], "adam", variant, val, epochs) for variant, (val, epochs) in SEED_TABLE2.items()]
     arms = [a for a in ("replication", "tuned") if a in set(table2["arm"])]
     rows = []
@@ -207,7 +215,7 @@ def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> st
                 for a in arms}  # fmt: skip
         if not any(len(o) for o in ours.values()):
             continue
-        row = [source, variant if variant != "BPNN" or source != label[0] else ("SGD" if opt == "sgd" else "Adam"),
+        row = [source, variant if variant != "BPNN" or source != label[0] else optimizer_name(opt),
                f"{val:.2f}", str(epochs)]  # fmt: skip
         for arm in arms:
             if len(ours[arm]):
@@ -217,13 +225,134 @@ def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> st
             else:
                 row += ["—", "—", "—"]
         rows.append(row)
-    if lang == "en":
-        cols = ["", "setting", "seed val acc", "seed epochs"]
-        cols += [f"{a} {what}" for a in arms for what in ("val acc (%)", "test acc (%)", "lr")]
-    else:
-        cols = ["", "设置", "原报告验证准确率", "原报告轮次"]
-        cols += [f"{ARMS['zh'][a]}{what}" for a in arms for what in ("验证准确率 (%)", "测试准确率 (%)", "学习率")]
+    cols = ["", _("setting"), _("seed val acc"), _("seed epochs")]
+    cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": _(what)} for a in arms
+             for what in (N_("val acc (%)"), N_("test acc (%)"), N_("lr"))]  # fmt: skip
     return markdown_table(pd.DataFrame(rows, columns=cols))
+
+
+#: the seed report's settings in the summary: (label, optimizer, variant, the claim that setting tests)
+SUMMARY_ROWS = [("SGD", "sgd", "BPNN", None), ("Adam", "adam", "BPNN", "adam_beats_sgd"),
+                ("Adam + BN", "adam", "BPNN+BN", "bn_improves:adam"),
+                ("Adam + DP", "adam", "BPNN+DP", "dropout_improves:adam"),
+                ("Adam + BN + DP", "adam", "BPNN+BN+DP", "bn_dp_worse_than_best_single:adam"),
+                ("CNN (Adam)", "adam", "CNN", "cnn_beats_bpnn:adam")]  # fmt: skip
+
+
+def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, claims: list[dict[str, str]], lang: str) -> str:
+    """The headline table: each of the seed report's settings, its figure, ours per arm (mean ± sd of the
+    primary metric, the best mean of each column in bold) and the confirmatory test of the claim it stands for."""
+    _ = translator(lang)
+    cells = pd.concat([table2, table3[table3["variant"] == "CNN"]], ignore_index=True)
+    arms = [a for a in ("replication", "tuned") if a in set(cells["arm"])]
+    by_claim = {(c["claim"], c["arm"]): c for c in claims}
+    seed_figures = {("sgd", "BPNN"): SEED_TABLE1["sgd"][0], ("adam", "BPNN"): SEED_TABLE1["adam"][0],
+                    **{("adam", v): val for v, (val, _e) in SEED_TABLE2.items() if v != "BPNN"}}  # fmt: skip
+    best = {a: cells.loc[cells["arm"] == a, "test_acc_mean"].max() for a in arms}
+    rows = []
+    for label, opt, variant, claim in SUMMARY_ROWS:
+        found = {a: cells[(cells["arm"] == a) & (cells["optimizer"] == opt) & (cells["variant"] == variant)]
+                 for a in arms}  # fmt: skip
+        if not any(len(f) for f in found.values()):
+            continue
+        seed = seed_figures.get((opt, variant))
+        row = [label if lang == "en" or variant != "CNN" else _("CNN (Adam)"), "—" if seed is None else f"{seed:.2f}"]
+        for a in arms:
+            if len(found[a]):
+                r = found[a].iloc[0]
+                text = mean_std(r.test_acc_mean, r.test_acc_std)
+                row.append(f"**{text}**" if r.test_acc_mean == best[a] else text)
+            else:
+                row.append("—")
+        tested = [by_claim[(claim, a)] for a in arms if (claim, a) in by_claim] if claim else []
+        row.append(tested[0]["text"] if tested else "—")
+        for a in arms:
+            c = by_claim.get((claim, a)) if claim else None
+            row.append("—" if c is None else f"{c['estimate']} {c['ci']} {c['verdict_text']}")
+        rows.append(row)
+    metric = _("test acc (%)")
+    cols = [_("setting"), _("seed report (val acc, 1 run)")]
+    cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": metric} for a in arms]
+    cols += [_("claim")]
+    cols += [_("%(arm)s: claim B − A (pp) [95%% CI], verdict") % {"arm": _(ARMS[a])} for a in arms]
+    return markdown_table(pd.DataFrame(rows, columns=cols))
+
+
+def headline_sentences(claims: list[dict[str, str]], lang: str) -> list[str]:
+    """One sentence per claim that some arm decided (supported or contradicted), with every arm's verdict."""
+    _ = translator(lang)
+    by_text: dict[str, list[dict[str, str]]] = {}
+    for c in claims:
+        by_text.setdefault(c["text"], []).append(c)
+    out = []
+    for text, rows in by_text.items():
+        if all(r["verdict"] == "inconclusive" for r in rows):
+            continue
+        parts = [_("%(verdict)s in the %(arm)s arm (%(estimate)s pp, 95%% CI %(ci)s)")
+                 % {"verdict": r["verdict_text"], "arm": r["arm_text"], "estimate": r["estimate"], "ci": r["ci"]}
+                 for r in rows]  # fmt: skip
+        out.append(_("*%(claim)s*: %(verdicts)s.") % {"claim": text, "verdicts": _("; ").join(parts)})
+    if not out:
+        out.append(_("No claim was decided in either arm: every verdict is inconclusive at this study's power."))
+    return out
+
+
+def discussion_paragraphs(claims: list[dict[str, str]], searches: list[dict[str, Any]], cite: Callable[[str], str],
+                          dropout: str, hidden: str, lang: str) -> list[str]:  # fmt: skip
+    """Exploratory explanations of the verdicts that reverse or fail to reproduce the seed report's, each
+    written only when the data show that verdict, citing the literature that predicts it."""
+    _ = translator(lang)
+    verdict = {(c["claim"], c["arm"]): c for c in claims}
+    out = []
+    adam_rep, adam_tuned = verdict.get(("adam_beats_sgd", "replication")), verdict.get(("adam_beats_sgd", "tuned"))
+    if adam_rep and adam_tuned and adam_rep["verdict"] == "supported" and adam_tuned["verdict"] != "supported":
+        sgd = next((s for s in searches if s.get("optimizer") == "sgd" and s.get("arch") == "mlp"
+                    and s.get("variant", "BPNN") == "BPNN" and s.get("lr")), None)  # fmt: skip
+        rate = ""
+        if sgd and sgd["seed_lr"]:
+            rate = _(" (the search chose %(lr)s, %(ratio)s× the seed's %(seed)s)") % {
+                "lr": sgd["lr_text"], "ratio": sgd["ratio_text"], "seed": sgd["seed_lr"]}  # fmt: skip
+        out.append(_("**Tuned SGD matches Adam.** At the seed report's rates Adam is ahead by %(rep)s pp; with each "
+                     "optimizer at its own searched rate%(rate)s the difference is %(tuned)s pp, %(verdict)s. The "
+                     "seed's SGD rate was too low for this network, not SGD too weak: with its rate tuned, plain SGD "
+                     "does as well as Adam, as Wilson et al. %(ref)s found of adaptive methods against well-tuned SGD.")
+                   % {"rep": adam_rep["estimate"], "rate": rate, "tuned": adam_tuned["estimate"],
+                      "verdict": adam_tuned["verdict_text"], "ref": cite("wilson")})  # fmt: skip
+    dropout_hurts = [c for c in claims if c["claim"].startswith("dropout_improves") and c["verdict"] == "contradicted"]
+    if dropout_hurts:
+        worst = min(dropout_hurts, key=lambda c: float(c["estimate"]))
+        out.append(_("**Dropout at p = %(p)s lowers accuracy here.** Dropping each of only %(hidden)s hidden units "
+                     "with probability %(p)s leaves the layer a fraction of its width at every step: on a network "
+                     "this small, dropout costs more capacity than it saves in overfitting, up to %(worst)s pp "
+                     "(%(claim)s, %(arm)s arm). Srivastava et al. %(ref)s used p = 0.5 on layers of "
+                     "1,024 units and more, with max-norm constraints and long training; on a layer of %(hidden)s "
+                     "units a smaller p, or none, is the better choice.")
+                   % {"p": dropout, "hidden": hidden, "worst": worst["estimate"], "claim": worst["text"],
+                      "arm": worst["arm_text"], "ref": cite("srivastava")})  # fmt: skip
+    bn_dp = [c for c in claims if c["claim"].startswith("bn_dp_worse")]
+    below_bn = [c for c in bn_dp if c["verdict"] == "inconclusive" and float(c["estimate"]) > 0 and "+DP" not in c["b"]]
+    if bn_dp and len(below_bn) == len(bn_dp):
+        ordered = sorted((c["estimate"] for c in below_bn), key=float)
+        low, high = ordered[0], ordered[-1]
+        out.append(_("**BN with dropout.** The seed report found BN+DP worse than BN alone, and so do our runs: in "
+                     "every arm and with every optimizer BN+DP is below BN alone, by %(low)s to %(high)s pp. The "
+                     "claim as declared asks for it to be worse than both BN and DP alone, which the "
+                     "intersection–union test does not confirm at this study's power. Li et al. %(ref)s explain when "
+                     "the combination hurts: dropout changes a unit's variance between training and test, and a BN "
+                     "layer after it keeps the variance it saw in training (the variance shift). In this network "
+                     "dropout comes after the only BN layer, so no BN layer sees that shift; what BN+DP loses against "
+                     "BN is of the size of what dropout costs on its own (above).")
+                   % {"low": low, "high": high, "ref": cite("li")})  # fmt: skip
+    bn = [c for c in claims if c["claim"].startswith("bn_improves")]
+    if bn and all(c["verdict"] == "inconclusive" for c in bn):
+        largest = max(bn, key=lambda c: float(c["estimate"]))
+        out.append(_("**No BN gain survives.** The seed report's largest gain, BN's, is not confirmed in any arm: the "
+                     "largest difference is %(est)s pp (%(claim)s, %(arm)s arm, Holm p %(p)s). BN %(ref)s was made "
+                     "to speed up and stabilise the training of deep networks; with one hidden layer it has little to "
+                     "do, and what it does is within this study's minimum detectable effect.")
+                   % {"est": largest["estimate"], "claim": largest["text"], "arm": largest["arm_text"],
+                      "p": largest["p_holm"], "ref": cite("ioffe")})  # fmt: skip
+    return out
 
 
 def machine_summary() -> str:
@@ -268,6 +397,7 @@ def provenance(runs: pd.DataFrame, trials: dict[str, pd.DataFrame], dataset: dic
         "commits": sorted(set(runs["git_commit"].dropna())) or ["unknown"],
         "dataset": dataset,
         "machine": machine_summary(),
+        "cores": os.cpu_count() or 1,
         "elapsed_min": None if elapsed is None else elapsed / 60,
         "compute_min": compute / 60,
         "n_runs": len(runs),
@@ -300,7 +430,8 @@ def gradient_check_summary(check: dict[str, Any]) -> dict[str, Any]:
 
 def recogniser_summary(check: dict[str, Any], lang: str) -> dict[str, Any]:
     """results/recogniser.json as the report states it."""
-    names = {"mlp": "BP network" if lang == "en" else "BP 网络", "cnn": "CNN"}
+    _ = translator(lang)
+    names = {"mlp": _("BP network"), "cnn": "CNN"}
     models = [{"name": names.get(m["model"], m["model"]), "cell": Path(m["checkpoint"]).parent.parent.name,
                "seed": Path(m["checkpoint"]).parent.name.removeprefix("seed"),
                "gui": fmt_num(100 * m["accuracy_gui"], 1), "direct": fmt_num(100 * m["accuracy_direct"], 1),
@@ -309,6 +440,74 @@ def recogniser_summary(check: dict[str, Any], lang: str) -> dict[str, Any]:
     return {"n": check["n_digits"], "models": models, "unreadable": check["unreadable"],
             "ink": fmt_num(ink, 2) if ink is not None else "—",
             "ink_all": fmt_num(ink_all, 2) if ink_all is not None else "—"}  # fmt: skip
+
+
+def recogniser_markdown(rec: dict[str, Any], lang: str) -> str:
+    """The recogniser's accuracy per model, through the page's path and fed directly."""
+    _ = translator(lang)
+    rows = [{_("model"): m["name"], _("checkpoint"): _("%(cell)s, seed %(seed)s") % m,
+             _("accuracy through the GUI (%)"): m["gui"], _("fed directly (%)"): m["direct"],
+             _("same answer (%)"): m["agreement"]} for m in rec["models"]]  # fmt: skip
+    return markdown_table(pd.DataFrame(rows)) if rows else ""
+
+
+def searches_markdown(searches: list[dict[str, Any]], lang: str) -> str:
+    """One row per search: the chosen rate, its validation accuracy, the trials by outcome, the seed's rate."""
+    _ = translator(lang)
+    rows = [{_("study"): s["study"], _("best learning rate"): s["lr_text"], _("best val acc (%)"): s["val_text"],
+             _("trials"): s["n_trials"], _("complete"): s["n_complete"], _("pruned"): s["n_pruned"],
+             _("diverged"): s["n_diverged"], _("seed report's rate"): s["seed_lr"] or "—",
+             _("ratio"): s["ratio_text"]} for s in searches]  # fmt: skip
+    return markdown_table(pd.DataFrame(rows)) if rows else ""
+
+
+def cnn_layers_text(conv: list, hidden: list, lang: str) -> str:
+    """The CNN's layers in words: "conv 8×5×5 → ReLU → 2×2 max-pool → … → affine 100 → ReLU"."""
+    _ = translator(lang)
+    parts = [_("conv %(f)s×%(k)s×%(k)s → ReLU → 2×2 max-pool") % {"f": f, "k": k} for f, k in conv]
+    parts += [_("affine %(n)s → ReLU") % {"n": h} for h in hidden]
+    return " → ".join(parts)
+
+
+class Numbering:
+    """Numbers of tables, figures and citations for a template rendered twice: the first pass records the
+    order in which captions (and first citations) appear, the second prints them, so that the text may
+    refer to a table or figure before its caption. Only cited works are listed, in order of citation."""
+
+    def __init__(self, lang: str) -> None:
+        self.gettext = translator(lang)
+        self.order: dict[str, list[str]] = {"fig": [], "tab": [], "cite": []}
+        self.recording = True
+
+    def _number(self, kind: str, key: str, define: bool) -> str:
+        seq = self.order[kind]
+        if self.recording:
+            if define and key not in seq:
+                seq.append(key)
+            return "?"
+        if key not in seq:
+            raise KeyError(f"the report refers to {kind} {key!r}, which it never shows")
+        return str(seq.index(key) + 1)
+
+    def fig(self, key: str) -> str:
+        return self.gettext(N_("**Figure %(n)s.**")) % {"n": self._number("fig", key, True)}
+
+    def tab(self, key: str) -> str:
+        return self.gettext(N_("**Table %(n)s.**")) % {"n": self._number("tab", key, True)}
+
+    def figref(self, key: str) -> str:
+        return self.gettext(N_("Figure %(n)s")) % {"n": self._number("fig", key, False)}
+
+    def tabref(self, key: str) -> str:
+        return self.gettext(N_("Table %(n)s")) % {"n": self._number("tab", key, False)}
+
+    def cite(self, key: str) -> str:
+        if key not in REFERENCES:
+            raise KeyError(f"unknown reference {key!r}")
+        return f"[{self._number('cite', key, True)}]"
+
+    def references(self) -> list[str]:
+        return [] if self.recording else [self.gettext(REFERENCES[k]) for k in self.order["cite"]]
 
 
 def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:
@@ -330,6 +529,7 @@ def build_context(
     lang: str,
     gradcheck_json: Path,
     recogniser_json: Path,
+    has_model_figures: bool = False,
 ) -> dict[str, Any]:
     all_table1 = pd.read_csv(tables_dir / "table1.csv")
     all_table2 = pd.read_csv(tables_dir / "table2.csv")
@@ -371,8 +571,39 @@ def build_context(
     optimizers = list(table1["optimizer"])
     variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
     dataset = read_json(dataset_json)
+    _ = translator(lang)
+    hidden = "-".join(str(h) for h in config["training"]["hidden"])
+    dropout_text = " / ".join(f"{p:g}" for p in config["grid"]["dropout"] if p > 0) or "—"
+    rec = recogniser_summary(read_json(recogniser_json), lang)
+    numbering = Numbering(lang)
+    cnn_mdes = join_list([_("%(mde)s pp in the %(arm)s arm (observed: %(est)s pp)")
+                          % {"mde": c["mde"], "arm": c["arm_text"], "est": c["estimate"]}
+                          for c in claims if c["claim"].startswith("cnn_beats_bpnn")], lang)  # fmt: skip
     return {
         "lang": lang,
+        "numbering": numbering,
+        "fig": numbering.fig,
+        "tab": numbering.tab,
+        "figref": numbering.figref,
+        "tabref": numbering.tabref,
+        "cite": numbering.cite,
+        "lst": lambda items: join_list(items, lang),
+        "num": fmt_int,
+        "hidden": hidden,
+        "summary_md": summary_markdown(all_table2, all_table3, claims, lang),
+        "headline": headline_sentences(claims, lang),
+        # called where the template shows it, so that its citations are numbered in reading order
+        "discussion": lambda: discussion_paragraphs(claims, searches, numbering.cite, dropout_text, hidden, lang),
+        "searches_md": searches_markdown(searches, lang),
+        "recogniser_md": recogniser_markdown(rec, lang),
+        "cnn_layers": cnn_layers_text(config["cnn"]["conv"], config["cnn"]["hidden"], lang),
+        "cnn_mdes": cnn_mdes,
+        "claim_names": join_list([f"`{c}`" for c in config["protocol"]["claims"]], lang),
+        "replication_rates": join_list(
+            [f"{optimizer_name(o)} {lr}" for o, lr in config["protocol"]["replication_lr"].items()], lang
+        ),  # fmt: skip
+        "has_model_figures": has_model_figures,
+        "gui_screenshot": False,
         "study_name": config["study_name"],
         "seeds": config["grid"]["seeds"],
         "n_seeds": len(config["grid"]["seeds"]),
@@ -384,8 +615,8 @@ def build_context(
         "table2_md": table_markdown(all_table2, ["arm", "optimizer", "variant"], lang),
         "table3_md": markdown_table(
             display_table3(all_table3)
-            .assign(arm=lambda shown: shown["arm"].map(ARMS[lang]))
-            .rename(columns=HEADERS[lang])
+            .assign(arm=lambda shown: shown["arm"].map(lambda a: _(ARMS[a])))
+            .rename(columns={h: _(h) for h in HEADERS})
         )
         if len(all_table3)
         else "",
@@ -402,10 +633,9 @@ def build_context(
         "cmp": comparison_rows(comparisons, lang),
         "seed_md": seed_comparison(all_table1, all_table2, lang),
         "main_arm": arm,
-        "main_arm_text": ARMS[lang][arm],
+        "main_arm_text": _(ARMS[arm]),
         "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
-        "arm_text": ARMS[lang],
-        "protocol": {**config["protocol"], "primary_text": PRIMARY[lang][config["protocol"]["primary_metric"]]},
+        "protocol": {**config["protocol"], "primary_text": _(PRIMARY[config["protocol"]["primary_metric"]])},
         "claims": claims,
         "claims_md": claims_markdown(claims, lang),
         "n_supported": sum(c["verdict"] == "supported" for c in claims),
@@ -418,21 +648,31 @@ def build_context(
         "search_enabled": bool(studies),
         "n_trials": config["search"]["n_trials"],
         "cnn_trials": config["cnn"]["n_trials"],
-        "dropout_text": " / ".join(f"{p:g}" for p in config["grid"]["dropout"] if p > 0) or "—",
+        "dropout_text": dropout_text,
         "training": config["training"],
         "data": {**config["data"], **dataset},
-        "prov": provenance(runs, trials, dataset, config),
+        "prov": {
+            **(prov := provenance(runs, trials, dataset, config)),
+            "packages": join_list([f"{k} {v}" for k, v in prov["versions"].items()], lang),
+        },
         "code": engine_code(),
         "engine": engine_constants(),
         "gradcheck": gradient_check_summary(read_json(gradcheck_json)),
-        "rec": recogniser_summary(read_json(recogniser_json), lang),
+        "rec": rec,
         "n_diverged": int((runs["status"] != "ok").sum()),
         "diverged_cells": sorted(set(runs.loc[runs["status"] != "ok", "cell"])),
-        "fig": f"figures/{lang}",
+        "fig_dir": f"figures/{lang}",
     }
 
 
+TEMPLATE = "lab_report.md.j2"
+#: the figures the model_figures job draws (results/figures/<name>.png), shown in section 3.1
+MODEL_FIGURES = ("first_layer_weights", "confusion", "misclassified")
+
+
 def render_markdown(template_dir: Path, lang: str, context: dict[str, Any]) -> str:
+    """The report's Markdown in ``lang``: one template, its wording from the message catalog. Rendered
+    twice, so that tables, figures and citations are numbered in order and may be referred to early."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         undefined=jinja2.StrictUndefined,
@@ -440,9 +680,34 @@ def render_markdown(template_dir: Path, lang: str, context: dict[str, Any]) -> s
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 (Markdown, not HTML; the HTML step escapes)
+        extensions=["jinja2.ext.i18n"],
     )
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(translations(lang, str(Path(template_dir) / "locale")), newstyle=True)
     env.filters["optimizer"] = optimizer_name
-    return env.get_template(f"lab_report.{lang}.md.j2").render(**context)
+    env.filters["arm"] = lambda arm: translations(lang).gettext(ARMS[arm])
+    template = env.get_template(TEMPLATE)
+    numbering: Numbering = context["numbering"]
+    numbering.recording = True
+    template.render(**context, references=[])
+    numbering.recording = False
+    markdown = template.render(**context, references=numbering.references())
+    return markdown.replace("[[TOC]]", toc_markdown(markdown, lang), 1)
+
+
+def heading_id(text: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return text.replace(" ", "-")
+
+
+def toc_markdown(markdown: str, lang: str) -> str:
+    """The table of contents: every section and subsection after the title, linked to its anchor."""
+    _ = translator(lang)
+    lines = [f"**{_('Contents')}**", ""]
+    for level, title in re.findall(r"^(##|###) (.+)$", re.sub(r"```.*?```", "", markdown, flags=re.S), re.M):
+        lines.append(f"{'  ' if level == '###' else ''}- [{title}](#{heading_id(title)})")
+    return "\n".join(lines)
 
 
 #: how a caption paragraph starts: "**Figure 3.**" / "**图 3**", "**Table 2.**" / "**表 2**"
@@ -477,10 +742,36 @@ def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir
 
     body = re.sub(r'src="([^"]+\.(?:png|svg))"', embed, body)
     body = with_figures_and_captions(body)
+    _ = translator(lang)
+    body = with_heading_ids_and_toc(body, _("Contents"))
     return (
         f'<!DOCTYPE html>\n<html lang="{"zh-CN" if lang == "zh" else "en"}">\n<head>\n<meta charset="utf-8">\n'
         f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{title}</title>\n'
         f"<style>\n{css}\n</style>\n</head>\n<body>\n<main>\n{body}</main>\n</body>\n</html>\n"
+    )
+
+
+def with_heading_ids_and_toc(body: str, contents: str) -> str:
+    """Section headings get the anchors the table of contents links to, and the contents list becomes a
+    ``<nav class="toc">`` (print CSS adds each section's page number; WeasyPrint makes PDF bookmarks of
+    the headings)."""
+
+    def anchor(name: str) -> str:  # WeasyPrint finds only ASCII targets for its page counters
+        return name if name.isascii() else "s-" + name.encode().hex()
+
+    body = re.sub(
+        r"<h([23])>(.*?)</h\1>",
+        lambda m: f'<h{m[1]} id="{anchor(heading_id(html.unescape(re.sub(r"<[^>]+>", "", m[2]))))}">{m[2]}</h{m[1]}>',
+        body,
+    )
+    return re.sub(
+        rf"<p><strong>{re.escape(contents)}</strong></p>\s*(<ul>.*?</ul>)\s*(?=<h2)",
+        lambda m: '<nav class="toc">\n<p class="toc-title">{}</p>\n{}\n</nav>\n'.format(
+            contents, re.sub(r'href="#([^"]+)"', lambda h: f'href="#{anchor(unquote(h[1]))}"', m[1])
+        ),
+        body,
+        count=1,
+        flags=re.S,
     )
 
 
@@ -494,7 +785,8 @@ def write_report(
     *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
     dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
     langs: Iterable[str] = LANGS, drawn: Iterable[str | Path] = (), gradcheck_json: str | Path,
-    recogniser_json: str | Path, recogniser_figure: str | Path,
+    recogniser_json: str | Path, recogniser_figure: str | Path, model_figures_json: str | Path | None = None,
+    dataset_path: str | Path | None = None, gui_png: str | Path | None = None,
 ) -> dict[str, Path]:  # fmt: skip
     """Render figures, Markdown, HTML and (optionally) PDF for each of ``langs`` into ``out_dir``.
 
@@ -506,6 +798,8 @@ def write_report(
     for lang in langs:
         fig_dir = out_dir / "figures" / lang
         atomic_write_bytes(fig_dir / "recogniser.png", Path(recogniser_figure).read_bytes())  # no words in it
+        if gui_png is not None:
+            atomic_write_bytes(fig_dir / "gui.png", Path(gui_png).read_bytes())
         png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
         if lang == "en" and drawn:
             for path in map(Path, drawn):
@@ -513,23 +807,34 @@ def write_report(
         else:
             optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
             grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
+            claims_forest(Path(tables_dir) / "claims.csv", fig_dir, lang=lang, formats=png)
             if config["cnn"]["enabled"]:
                 deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
             if studies:
                 search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang,
-                               formats=png)  # fmt: skip
+                               formats=png, seed_lrs=config["protocol"]["replication_lr"],
+                               best_jsons={s: Path(search_dir) / s / "best.json" for s in studies})  # fmt: skip
+        if model_figures_json is not None:
+            if lang == "en":  # the model_figures job drew them in English already
+                for name in MODEL_FIGURES:
+                    source = Path(model_figures_json).parent / "figures" / f"{name}.png"
+                    atomic_write_bytes(fig_dir / source.name, source.read_bytes())
+            else:
+                draw_model_figures(model_figures_json, dataset_path, fig_dir, lang=lang, formats=png)
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
                                 dataset_json=Path(dataset_json), config=config, lang=lang,
-                                gradcheck_json=Path(gradcheck_json), recogniser_json=Path(recogniser_json))  # fmt: skip
+                                gradcheck_json=Path(gradcheck_json), recogniser_json=Path(recogniser_json),
+                                has_model_figures=model_figures_json is not None)  # fmt: skip
+        context["gui_screenshot"] = gui_png is not None and bool(context["rec"]["models"])
         markdown = render_markdown(template_dir, lang, context)
         md_path = out_dir / f"lab_report.{lang}.md"
         atomic_write_text(md_path, markdown)
-        title = "Lab report: a BP network on MNIST" if lang == "en" else "实验报告：BP 神经网络手写数字识别"
-        html = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
+        title = translator(lang)(N_("Lab report: a BP network on MNIST"))
+        page = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
         html_path = out_dir / f"lab_report.{lang}.html"
-        atomic_write_text(html_path, html)
+        atomic_write_text(html_path, page)
         written[f"{lang}_md"], written[f"{lang}_html"] = md_path, html_path
         if pdf:
-            html_to_pdf(html, out_dir / f"lab_report.{lang}.pdf")
+            html_to_pdf(page, out_dir / f"lab_report.{lang}.pdf")
             written[f"{lang}_pdf"] = out_dir / f"lab_report.{lang}.pdf"
     return written

@@ -27,7 +27,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     the alignment markers decide the HTML's alignment, so CSS cannot."""
 
     def numeric(column: pd.Series) -> bool:
-        cells = column.astype(str).str.strip()
+        cells = column.astype(str).str.strip().str.removeprefix("**").str.removesuffix("**")  # bold: a column's best
         return bool(len(cells)) and cells.str.match(NUMERIC_CELL).all() and (cells != "—").any()
 
     align = ["right" if numeric(frame[c]) else "left" for c in frame.columns]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up nnstudy on a fresh Debian/Ubuntu machine (root or sudo):
-#   system packages - Noto CJK fonts and Pango for the PDF report; with --test also Chromium (browser
-#                     tests), poppler-utils (PDF checks), PostgreSQL (the distributed-storage test) and
+#   system packages - Noto CJK fonts and Pango for the PDF report, Chromium for the report's screenshot
+#                     of the digit recogniser (Playwright drives it and never downloads a browser); with
+#                     --test also poppler-utils (PDF checks), PostgreSQL (the distributed-storage test) and
 #                     munge + slurmctld + slurmd + slurm-client (the one-node SLURM cluster of tests/test_slurm.py);
 #   .venv           - a virtual environment with the project installed in editable mode.
 # Usage: bash scripts/bootstrap.sh            # to run the study
@@ -10,10 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0"
+packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 chromium"
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
-  packages="$packages chromium poppler-utils postgresql munge slurmctld slurmd slurm-client"
+  packages="$packages poppler-utils postgresql munge slurmctld slurmd slurm-client"
 fi
 
 if command -v apt-get >/dev/null 2>&1; then

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -57,7 +59,7 @@ def test_conclusions_state_the_confirmatory_claims_only(study, lang):
     formats them; nothing exploratory is worded as a finding there."""
     workdir, _ = study
     text = (workdir / f"report/lab_report.{lang}.md").read_text()
-    heading = ("## 4 Conclusions", "## References") if lang == "en" else ("## 四、结论", "## 参考文献")
+    heading = ("## 5 Conclusions", "## References") if lang == "en" else ("## 五、结论", "## 参考文献")
     conclusions = text.split(heading[0])[1].split(heading[1])[0]
     claims = pd.read_csv(workdir / "results/tables/claims.csv")
     rows = claim_rows(claims, lang)
@@ -162,3 +164,134 @@ def test_html_renders_in_headless_chromium(study, lang):
     assert errors == []
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
     assert ("BP" in title) and Path(shots / f"report.{lang}.png").stat().st_size > 10_000
+
+
+#: Latin words the Chinese report may keep: names, units, code, statistics symbols and formulae
+ZH_ALLOWED = {"Adam", "SGD", "BN", "DP", "BP", "BPNN", "CNN", "ReLU", "MNIST", "NumPy", "Optuna", "MLflow", "Snakemake",
+              "TPE", "BCa", "Holm", "Wilcoxon", "Welch", "LeNet", "CS231n", "softmax", "float", "Dropout", "He",
+              "Kingma", "Ba", "RMSprop", "Srivastava", "Dodge", "Li", "Wilson", "PNG", "px", "MDE", "d_z", "B", "A",
+              "k", "n", "p", "t", "pp", "Python", "GUI", "CI", "Git", "Linux", "AMD", "EPYC", "Intel", "Xeon", "x86_64",
+              "logical", "cores", "nnstudy", "N", "X", "g", "z", "sqrt", "_B"}  # fmt: skip
+
+
+def zh_prose(markdown: str) -> str:
+    """The Chinese report's running text: no code, no reference list, no appendix, no identifiers."""
+    text = re.sub(r"```.*?```", "", markdown, flags=re.S)
+    text = text.split("## 参考文献")[0]
+    text = re.sub(r"`[^`]*`", "", text)  # inline code: file names, keys, study names
+    text = re.sub(r"\]\([^)]*\)", "]", text)  # link targets and image paths
+    return re.sub(r"[\w.+-]*\d[\w.+-]*", "", text)  # identifiers with digits: cells, seeds, versions, float32
+
+
+def test_the_chinese_report_has_no_english_outside_names_code_and_units(study):
+    text = zh_prose((study[0] / "report/lab_report.zh.md").read_text())
+    words = set(re.findall(r"[A-Za-z_]+", text)) - ZH_ALLOWED
+    assert not words, sorted(words)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_no_literal_asterisks_in_the_rendered_text(study, lang):
+    page = (study[0] / f"report/lab_report.{lang}.html").read_text()
+    body = re.sub(r"<(pre|style)[^>]*>.*?</\1>", "", page, flags=re.S)
+    text = re.sub(r"<[^>]+>", "", body)
+    assert "*" not in text, re.findall(r".{30}\*.{30}", text)[:5]
+
+
+def markdown_rows(section: str) -> list[list[str]]:
+    """The body rows of the first Markdown table in ``section``, cells stripped."""
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_summary_comes_first_and_its_numbers_are_the_tables(study, lang):
+    """The results summary follows the abstract, before the method; its accuracies are Table 2's and the
+    CNN table's (the same formatted strings), and its claim cells are claims.csv as the claims table has it."""
+    workdir, _ = study
+    text = (workdir / f"report/lab_report.{lang}.md").read_text()
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    summary_title = "Summary of results" if lang == "en" else "结果摘要"
+    assert headings.index(summary_title) == 1 and headings[0] in ("Abstract", "摘要")
+    summary = text.split(f"## {summary_title}")[1].split("\n## ")[0]
+    rows = markdown_rows(summary)
+    assert len(rows) >= 5
+    tables = "".join((workdir / f"results/tables/table{i}.md").read_text() for i in (2, 3))
+    cells = [cell.strip("*") for row in rows for cell in row[2:4] if cell != "—"]
+    assert len(cells) >= 10 and all(cell in tables for cell in cells), cells
+    claims = {f"{c['estimate']} {c['ci']} {c['verdict_text']}"
+              for c in claim_rows(pd.read_csv(workdir / "results/tables/claims.csv"), lang)}  # fmt: skip
+    stated = [cell for row in rows for cell in row[5:] if cell != "—"]
+    assert len(stated) >= 8 and set(stated) <= claims, set(stated) - claims
+    assert f"figures/{lang}/claims_forest.png" in summary
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_task_has_its_section_and_task_4_its_screenshot(study, lang):
+    workdir, _ = study
+    text = (workdir / f"report/lab_report.{lang}.md").read_text()
+    task = "Task {}" if lang == "en" else "第 {} 项"
+    for k in (3, 4, 5):
+        assert re.search(rf"^### 3\.\d {task.format(k)}", text, re.M), k
+    section = text.split(f"### 3.7 {task.format(4)}")[1].split("\n## ")[0]
+    assert f"figures/{lang}/recogniser.png" in section and f"figures/{lang}/gui.png" in section
+    shot = workdir / f"report/figures/{lang}/gui.png"
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    answer = json.loads((workdir / "results/gui_screenshot.json").read_text())
+    assert answer["answer"] in range(10) and answer["model"] in ("mlp", "cnn")
+    for name in ("first_layer_weights", "confusion", "misclassified"):
+        assert f"figures/{lang}/{name}.png" in text
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_tables_and_figures_are_numbered_and_every_reference_points_at_one(study, lang):
+    text = (study[0] / f"report/lab_report.{lang}.md").read_text()
+    words = {"fig": ("Figure", "图"), "tab": ("Table", "表")}
+    for kind, (en, zh) in words.items():
+        word = en if lang == "en" else zh
+        captions = [int(n) for n in re.findall(rf"^\*\*{word} (\d+)\.?\*\*", text, re.M)]
+        assert captions == list(range(1, len(captions) + 1)) and len(captions) >= 5, (kind, captions)
+        body = re.sub(rf"\*\*{word} \d+\.?\*\*", "", re.sub(r"```.*?```", "", text, flags=re.S))
+        body = body.replace(f"{word} 1 (Adam)", "").replace(f"{word} 1", "") if kind == "tab" else body
+        referred = {int(n) for n in re.findall(rf"{word} (\d+)", body)}
+        assert referred and referred <= set(captions), (kind, referred, captions)
+    assert not re.search(r"(Figure|Table|图|表) \?|\[\?\]", text)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_pdf_has_a_table_of_contents_with_pages_and_bookmarks(study, lang):
+    workdir, _ = study
+    pdf = workdir / f"report/lab_report.{lang}.pdf"
+    text = (workdir / f"report/lab_report.{lang}.md").read_text()
+    sections = re.findall(r"^## (.+)$", re.sub(r"```.*?```", "", text, flags=re.S), re.M)
+    outline = subprocess.run(["pdftohtml", "-xml", "-i", "-q", "-stdout", str(pdf)], capture_output=True,
+                             text=True, check=True).stdout.split("<outline>", 1)[1]  # fmt: skip
+    bookmarks = [html.unescape(b) for b in re.findall(r'<item page="\d+">([^<]*)</item>', outline)]
+    assert all(s in bookmarks for s in sections), set(sections) - set(bookmarks)
+    first = pdf_pages(pdf)[0]
+    listed = re.findall(r"^\s*(\S.*?)\s*\.{3,}\s*(\d+)\s*$", first, re.M)  # "Abstract ........ 2"
+    assert len(listed) >= len(sections) - 2 and all(int(page) > 1 for _, page in listed), first[:800]
+    page_html = (workdir / f"report/lab_report.{lang}.html").read_text()
+    ids = set(re.findall(r'<h[23] id="([^"]+)"', page_html))
+    links = re.findall(r'<a href="#([^"]+)"', page_html.split('<nav class="toc">')[1].split("</nav>")[0])
+    assert len(links) >= len(sections) and set(links) <= ids
+
+
+def test_one_template_and_a_complete_catalog():
+    """One report template for both languages; every message in it, nnstudy/report.py and figures.py has a Chinese
+    translation with the same placeholders, and the catalog holds no message the sources lost."""
+    from babel.messages.extract import extract_from_file
+    from babel.messages.pofile import read_po
+
+    templates = REPO / "report" / "templates"
+    assert [p.name for p in templates.glob("*.md.j2")] == ["lab_report.md.j2"]
+    keywords = {"_": None, "N_": None}
+    found = {m for source in ("report.py", "figures.py")
+             for _, m, *_ in extract_from_file("python", REPO / "nnstudy" / source, keywords=keywords)}  # fmt: skip
+    for name in ("lab_report.md.j2", "macros.j2"):
+        found |= {m for _, m, *_ in extract_from_file("jinja2", templates / name, options={"trimmed": "true"})}
+    with (templates / "locale/zh/LC_MESSAGES/report.po").open("rb") as handle:
+        catalog = {m.id: m.string for m in read_po(handle) if m.id}
+    assert found == set(catalog), (sorted(found - set(catalog))[:5], sorted(set(catalog) - found)[:5])
+    placeholder = re.compile(r"%\(\w+\)s|\{\w+\}|%%")
+    for msgid, msgstr in catalog.items():
+        assert msgstr and sorted(set(placeholder.findall(msgid))) == sorted(set(placeholder.findall(msgstr))), msgid

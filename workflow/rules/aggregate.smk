@@ -63,7 +63,9 @@ rule figures:
     input:
         results=grid_results(),
         runs=rules.tables.output.runs,
+        claims=rules.tables.output.claims,
         trials=expand("results/search/{study}/trials.csv", study=STUDIES),
+        best=expand("results/search/{study}/best.json", study=STUDIES),
     output:
         # `snakemake --report` shows each figure once, as PNG; the SVGs (for print) stay in results/figures
         curves=report(
@@ -88,6 +90,11 @@ rule figures:
             caption="../report/deep_vs_shallow.rst",
             category="Figures",
         ),
+        claims=report(
+            "results/figures/claims_forest.png",
+            caption="../report/claims_forest.rst",
+            category="Figures",
+        ),
         search=report(
             expand(
                 "results/figures/{name}.png",
@@ -103,7 +110,7 @@ rule figures:
         svg=expand(
             "results/figures/{name}.svg",
             name=[f"curves_{o}" for o in config["grid"]["optimizers"]]
-            + ["grid_comparison"]
+            + ["grid_comparison", "claims_forest"]
             + (["deep_vs_shallow"] if config["cnn"]["enabled"] else [])
             + (
                 ["search_history", "lr_vs_accuracy", "search_budget"] if SEARCH else []
@@ -121,6 +128,8 @@ rule figures:
     params:
         studies=STUDIES,
         cnn=config["cnn"]["enabled"],
+        # the seed report's rates, marked in the BP network's learning-rate searches
+        seed_lrs=config["protocol"]["replication_lr"],
     script:
         "../scripts/figures.py"
 

@@ -1,7 +1,12 @@
 LANGS = config["report"]["languages"]
 REPORT_TEMPLATES = [
     portable_path(os.path.join(workflow.basedir, "report", "templates", name))
-    for name in ["lab_report.en.md.j2", "lab_report.zh.md.j2", "macros.j2", "style.css"]
+    for name in [
+        "lab_report.md.j2",
+        "macros.j2",
+        "style.css",
+        "locale/zh/LC_MESSAGES/report.po",
+    ]
 ]
 
 
@@ -13,11 +18,14 @@ rule lab_report:
         best=expand("results/search/{study}/best.json", study=STUDIES),
         trials=expand("results/search/{study}/trials.csv", study=STUDIES),
         dataset=rules.prepare_dataset.output.summary,
+        dataset_data=rules.prepare_dataset.output.data,
         templates=REPORT_TEMPLATES,
         figures=drawn_figures,
         gradcheck="results/gradcheck.json",
         recogniser="results/recogniser.json",
         recogniser_figure="results/figures/recogniser.png",
+        model_figures="results/model_figures.json",
+        gui=["results/figures/gui.png"] if config["report"]["gui_screenshot"] else [],
     output:
         markdown="report/lab_report.{lang}.md",
         html=report(
@@ -88,3 +96,69 @@ rule recogniser:
         n_digits=config["report"]["recogniser_digits"],
     script:
         "../scripts/recogniser.py"
+
+
+# the checkpoints the GUI offers (the best BP network and CNN by validation accuracy) on the whole test split:
+# confusion matrices, misclassified digits and the BP network's first-layer weights
+rule model_figures:
+    input:
+        results=grid_results(),
+        models=grid_models(),
+        data=rules.prepare_dataset.output.data,
+    output:
+        summary="results/model_figures.json",
+        confusion=report(
+            "results/figures/confusion.png",
+            caption="../report/confusion.rst",
+            category="Figures",
+        ),
+        misclassified=report(
+            "results/figures/misclassified.png",
+            caption="../report/misclassified.rst",
+            category="Figures",
+        ),
+        weights=report(
+            "results/figures/first_layer_weights.png",
+            caption="../report/first_layer_weights.rst",
+            category="Figures",
+        ),
+        svg=expand(
+            "results/figures/{name}.svg",
+            name=["confusion", "misclassified", "first_layer_weights"],
+        ),
+    log:
+        "results/logs/model_figures.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    script:
+        "../scripts/model_figures.py"
+
+
+# task 4 as a reader sees it: the recogniser's page, served with the study's checkpoints on 127.0.0.1 and
+# driven by headless Chromium, answering the first test digit drawn on its pad
+rule gui_screenshot:
+    input:
+        results=grid_results(),
+        models=grid_models(),
+        data=rules.prepare_dataset.output.data,
+    output:
+        screenshot=report(
+            "results/figures/gui.png",
+            caption="../report/gui.rst",
+            category="Figures",
+        ),
+        answer="results/gui_screenshot.json",
+    log:
+        "results/logs/gui_screenshot.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=1024,
+        runtime=10,
+    script:
+        "../scripts/gui_screenshot.py"

@@ -18,4 +18,7 @@ write_report(
     gradcheck_json=snakemake.input.gradcheck,
     recogniser_json=snakemake.input.recogniser,
     recogniser_figure=snakemake.input.recogniser_figure,
+    model_figures_json=snakemake.input.model_figures,
+    dataset_path=snakemake.input.dataset_data,
+    gui_png=snakemake.input.gui[0] if snakemake.input.gui else None,
 )

@@ -1,0 +1,7 @@
+from nnstudy.gui.screenshot import screenshot_recogniser
+from nnstudy.io import atomic_write_json
+from nnstudy.jobs import start_job
+
+start_job(snakemake)
+answer = screenshot_recogniser("results", snakemake.input.data, snakemake.output.screenshot)
+atomic_write_json(snakemake.output.answer, answer)

@@ -1,0 +1,8 @@
+from pathlib import Path
+
+from nnstudy.jobs import start_job
+from nnstudy.model_figures import draw_model_figures, summarise_models
+
+start_job(snakemake)
+summarise_models("results", snakemake.input.data, snakemake.output.summary)
+draw_model_figures(snakemake.output.summary, snakemake.input.data, Path(snakemake.output.confusion).parent)
