@@ -179,7 +179,7 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
         n = int(group["n_trials"].iloc[0])
         picks = sorted({k for k in (1, 2, 5, 10, 20, n) if k <= n})
         values = group.set_index("k")["expected_best_val_acc"]
-        rows.append({_("search"): study, **{f"k = {k}": fmt_num(values[k]) for k in picks}})
+        rows.append({_("search"): f"`{study}`", **{f"k = {k}": fmt_num(values[k]) for k in picks}})
     return markdown_table(pd.DataFrame(rows).fillna("—"))
 
 
@@ -454,7 +454,7 @@ def recogniser_markdown(rec: dict[str, Any], lang: str) -> str:
 def searches_markdown(searches: list[dict[str, Any]], lang: str) -> str:
     """One row per search: the chosen rate, its validation accuracy, the trials by outcome, the seed's rate."""
     _ = translator(lang)
-    rows = [{_("study"): s["study"], _("best learning rate"): s["lr_text"], _("best val acc (%)"): s["val_text"],
+    rows = [{_("study"): f"`{s['study']}`", _("best learning rate"): s["lr_text"], _("best val acc (%)"): s["val_text"],
              _("trials"): s["n_trials"], _("complete"): s["n_complete"], _("pruned"): s["n_pruned"],
              _("diverged"): s["n_diverged"], _("seed report's rate"): s["seed_lr"] or "—",
              _("ratio"): s["ratio_text"]} for s in searches]  # fmt: skip

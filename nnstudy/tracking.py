@@ -105,7 +105,7 @@ def experiment_name(prefix: str, kind: str) -> str:
     return f"{prefix}/{kind}"
 
 
-def check_server(uri: str, timeout: int = SERVER_CHECK_TIMEOUT_S) -> None:
+def check_server(uri: str, timeout: float = SERVER_CHECK_TIMEOUT_S) -> None:
     """Ask a tracking server (an http(s) URI) for one experiment, once, with MLflow's retries off.
 
     Raises TrackingServerError naming the URI and what to do when it does not answer in
@@ -113,7 +113,8 @@ def check_server(uri: str, timeout: int = SERVER_CHECK_TIMEOUT_S) -> None:
     """
     if not uri.startswith(("http://", "https://")):
         return
-    settings = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(int(timeout))}
+    seconds = str(max(1, round(timeout)))
+    settings = {MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0", MLFLOW_HTTP_REQUEST_TIMEOUT.name: seconds}
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
@@ -121,7 +122,7 @@ def check_server(uri: str, timeout: int = SERVER_CHECK_TIMEOUT_S) -> None:
     except MlflowException as exc:
         raise TrackingServerError(
             f"the MLflow tracking server {uri} (mlflow.tracking_uri) cannot be used: asked once, with a "
-            f"{timeout} s timeout, it gave: {exc.message}\n"
+            f"{timeout:g} s timeout (mlflow.server_check_timeout_s), it gave: {exc.message}\n"
             f"Start the server (for example `mlflow server --host 127.0.0.1 --port 5000`), or set "
             f"mlflow.tracking_uri to a server that runs, or leave it empty for the local SQLite store "
             f"under results/mlflow; then run the workflow again."
@@ -135,7 +136,7 @@ def check_server(uri: str, timeout: int = SERVER_CHECK_TIMEOUT_S) -> None:
 
 
 def setup_store(
-    uri: str, prefix: str, artifact_dir: str | Path, check_timeout: int = SERVER_CHECK_TIMEOUT_S
+    uri: str, prefix: str, artifact_dir: str | Path, check_timeout: float = SERVER_CHECK_TIMEOUT_S
 ) -> dict[str, str]:
     """Create (or find) the study's experiments; returns kind -> experiment id.
 

@@ -161,7 +161,8 @@ def study(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
     copy_workflow(workdir)
     config = write_small_study(workdir)
-    config["report"]["gui_screenshot"] = True  # the one study whose report shows the recogniser's page
+    # the one study whose report is rendered in both languages and shows the recogniser's page
+    config["report"].update(languages=["en", "zh"], gui_screenshot=True)
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "--cores", "8")
     assert proc.returncode == 0, proc.stderr[-4000:]

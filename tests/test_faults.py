@@ -314,7 +314,7 @@ def two_workflows_on_one_study(tmp_path: Path, storage: str, tracking_uri: str, 
     changes = {
         "grid": {"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
         "search": {"n_trials": 10, "workers": 2, "storage": storage},
-        "mlflow": {"tracking_uri": tracking_uri, "flush_seconds": 0},
+        "mlflow": {"tracking_uri": tracking_uri, "flush_seconds": 0, "server_check_timeout_s": 300},  # a busy machine
     }
     dirs = [tmp_path / "a", tmp_path / "b"]
     for d in dirs:

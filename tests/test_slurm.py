@@ -143,7 +143,12 @@ def test_small_study_on_slurm_equals_local_run(tmp_path, cluster, postgres_url, 
     local_run = start(cluster, local, "--cores", "2", profile=False)  # beside the SLURM run, which mostly waits
 
     work = tmp_path / "slurm"
-    configure(work, **SMALL, search={"storage": postgres_url}, mlflow={"tracking_uri": mlflow_server})
+    configure(
+        work,
+        **SMALL,
+        search={"storage": postgres_url},
+        mlflow={"tracking_uri": mlflow_server, "server_check_timeout_s": 300},
+    )  # a busy machine
     started = time.monotonic()
     code, output = run(cluster, work)
     assert code == 0, output[-6000:] + cluster.logs()

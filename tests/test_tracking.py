@@ -68,7 +68,8 @@ def test_a_server_that_never_answers_costs_one_timeout(tmp_path):
     """The socket listens (the kernel completes each connection) but nobody ever answers."""
     with socket.create_server(("127.0.0.1", 0)) as silent:
         uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
-        with pytest.raises(TrackingServerError, match=r"with a 1 s timeout, it gave: .*[Tt]imeout") as info:
+        message = r"with a 1 s timeout \(mlflow.server_check_timeout_s\), it gave: .*[Tt]imeout"
+        with pytest.raises(TrackingServerError, match=message) as info:
             setup_store(uri, "nnstudy", tmp_path / "artifacts", check_timeout=1)
     assert uri in str(info.value)
 

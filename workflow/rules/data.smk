@@ -64,5 +64,6 @@ rule mlflow_store:
     params:
         tracking_uri=config["mlflow"]["tracking_uri"],
         prefix=config["mlflow"]["experiment_prefix"],
+        check_timeout=config["mlflow"]["server_check_timeout_s"],
     script:
         "../scripts/mlflow_store.py"

@@ -7,5 +7,10 @@ from nnstudy.tracking import resolve_uri, setup_store, tracking_uri
 start_job(snakemake)
 results = Path(snakemake.output[0]).parents[1]
 uri = tracking_uri(snakemake.params.tracking_uri, results)  # the default store is named relative to the folder
-experiments = setup_store(resolve_uri(uri, Path.cwd()), snakemake.params.prefix, results / "mlflow" / "artifacts")
+experiments = setup_store(
+    resolve_uri(uri, Path.cwd()),
+    snakemake.params.prefix,
+    results / "mlflow" / "artifacts",
+    check_timeout=snakemake.params.check_timeout,
+)
 atomic_write_json(snakemake.output[0], {"uri": uri, "experiments": experiments})
