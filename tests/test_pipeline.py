@@ -328,7 +328,7 @@ def test_quick_config_runs_the_whole_protocol(tmp_path):
     copy_workflow(tmp_path)
     small = write_small_study(tmp_path)  # the synthetic mirror; the data section is all this test takes
     data = {"data": {**small["data"], "train_size": 2000, "val_size": 500, "test_size": 500},
-            "report": {"languages": ["en"]}}  # fmt: skip
+            "report": {"languages": ["en"], "gui_screenshot": False}}  # both: the session study  # fmt: skip
     (tmp_path / "synthetic.yaml").write_text(yaml.safe_dump(data))
     cmd = [
         sys.executable,
