@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import Cell, part_slots, round_slots
 from .io import atomic_write_json, atomic_write_text
 from .mnist import load_dataset
-from .tracking import RunLogger, kill_stale_runs, standard_tags
+from .tracking import RunLogger, kill_runs, kill_stale_runs, standard_tags
 from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -235,6 +235,8 @@ def run_round_part(
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["lr-search"]
     kill_stale_runs(client, experiment, {"study": tracking["study"], "search": study, "owner": owner})
+    kill_runs(client, [t.user_attrs["mlflow_run_id"] for t in opt_study.get_trials(deepcopy=False)
+                       if t.number in killed and "mlflow_run_id" in t.user_attrs])  # ended before the kill  # fmt: skip
     data = load_dataset(dataset_path, settings.dtype)
     context = TrialContext(opt_study, storage, cell, settings, data, tracking, setup, study, owner, round_, part)
     trained = []

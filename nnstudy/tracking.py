@@ -321,6 +321,15 @@ def kill_stale_runs(
     return killed
 
 
+def kill_runs(client: MlflowClient, run_ids: list[str]) -> None:
+    """Mark these runs KILLED whatever their status: the search trials they record were failed on resume.
+    A kill can land after a trial's run has ended and before Optuna was told the trial's result; the trial
+    then fails, and its run must say so too (Optuna and MLflow agree on every trial)."""
+    for run_id in run_ids:
+        client.set_tag(run_id, "status", "killed")
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.KILLED))
+
+
 #: the experiment page opens on the runs view, not on MLflow 3's GenAI traces page
 EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 PYFUNC_CODE = Path(__file__).parent / "mlflow_models" / "nnlib_pyfunc.py"

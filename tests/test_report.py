@@ -230,6 +230,8 @@ def test_every_task_has_its_section_and_task_4_its_screenshot(study, lang):
     workdir, _ = study
     text = (workdir / f"report/lab_report.{lang}.md").read_text()
     task = "Task {}" if lang == "en" else "第 {} 项"
+    both = "Tasks 1 and 2" if lang == "en" else "第 1、2 项"
+    assert re.search(rf"^### 2\.1 {both}", text, re.M)
     for k in (3, 4, 5):
         assert re.search(rf"^### 3\.\d {task.format(k)}", text, re.M), k
     section = text.split(f"### 3.7 {task.format(4)}")[1].split("\n## ")[0]
