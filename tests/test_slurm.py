@@ -135,18 +135,20 @@ def assert_same_tables(ours: Path, theirs: Path) -> None:
 
 # every rule, 6 trainings
 SMALL = {"cnn": {"enabled": True}, "grid": {"batchnorm": [False], "dropout": [0.0], "seeds": [1, 2]}}
+#: the default study's search mode, a study per cell of the tuned arm (here one cell per optimizer, and the CNN)
+PER_CELL = {"per_cell": True}
 
 
 def test_small_study_on_slurm_equals_local_run(tmp_path, cluster, postgres_url, mlflow_server):
     local = tmp_path / "local"
-    config = configure(local, **SMALL)
+    config = configure(local, **SMALL, search=PER_CELL)
     local_run = start(cluster, local, "--cores", "2", profile=False)  # beside the SLURM run, which mostly waits
 
     work = tmp_path / "slurm"
     configure(
         work,
         **SMALL,
-        search={"storage": postgres_url},
+        search={**PER_CELL, "storage": postgres_url},
         mlflow={"tracking_uri": mlflow_server, "server_check_timeout_s": 300},
     )  # a busy machine
     started = time.monotonic()
@@ -166,8 +168,8 @@ def test_small_study_on_slurm_equals_local_run(tmp_path, cluster, postgres_url, 
     client = MlflowClient(mlflow_server)
     search = client.get_experiment_by_name("nnstudy/lr-search").experiment_id
     search_runs = client.search_runs([search], max_results=1000)
-    n_trials = {"lr-sgd": config["search"]["n_trials"], "lr-adam": config["search"]["n_trials"],
-                "lr-cnn-adam": config["cnn"]["n_trials"]}  # fmt: skip
+    n_trials = {"lr-sgd-bn0-dp0": config["search"]["n_trials"], "lr-adam-bn0-dp0": config["search"]["n_trials"],
+                "lr-cnn-adam-bn0-dp0": config["cnn"]["n_trials"]}  # fmt: skip
     for name, n in n_trials.items():
         trials = optuna.load_study(study_name=f"{config['study_name']}.{name}", storage=postgres_url).trials
         assert len([t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]) == n == len(trials)
