@@ -16,6 +16,8 @@ import pytest
 import servers
 import yaml
 
+from nnstudy.gui.screenshot import CHROMIUM_ARGS, chromium
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO.parent / "shared" / "mnist"
 MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
@@ -169,17 +171,12 @@ def study(tmp_path_factory):
     return workdir, config
 
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
-
-
 def chromium_path() -> str:
-    """Debian's Chromium (the README's test command installs it); Playwright never downloads a browser."""
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if path := shutil.which(name):
-            return path
-    pytest.fail("no Chromium on PATH: install Debian's chromium (the README's test command does)")
+    """Debian's Chromium (the README's set-up installs it), found as the report's screenshot finds it."""
+    try:
+        return chromium()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def launch_chromium(playwright):
