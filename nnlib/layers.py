@@ -325,7 +325,7 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
     x_shape, cols, w, toeplitz, pool, has_bias, work = cache
     f, c, kernel, _ = w.shape
     dmat = np.ascontiguousarray(dout.transpose(2, 0, 1, 3, 4, 5)).reshape(pool * f, -1)  # GEMM order
-    dt = (dmat @ cols.T).reshape(pool, f, c, kernel, kernel + pool - 1)
+    dt = (cols @ dmat.T).T.reshape(pool, f, c, kernel, kernel + pool - 1)  # this way round: OpenBLAS is faster
     dw = dt[0, ..., :kernel].copy()
     for b in range(1, pool):
         dw += dt[b, ..., b : b + kernel]
@@ -336,13 +336,21 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
     n = x_shape[3]
     dcols = np.matmul(toeplitz.T, dmat, out=scratch(work, "dcols", (toeplitz.shape[1], dmat.shape[1]), dout.dtype))
     dcols = dcols.reshape(c, kernel, kernel + pool - 1, pool, ph, pw, n)
-    dx = scratch(work, "dx", x_shape, dout.dtype)
-    dx.fill(0)
+    # Patch column e lands on input columns P*j + e: in a copy of dx split by column phase,
+    # (C, H, P, ceil(W/P), N), those are one contiguous stretch of PW*N values per row (4x fewer, longer runs).
+    _, h, width, _ = x_shape
+    split = scratch(work, "dx_phases", (c, h, pool, -(-width // pool), n), dout.dtype)
+    split.fill(0)
     for di in range(kernel):
-        rows = dx[:, di : di + pool * ph]
         for e in range(kernel + pool - 1):
-            target = rows[:, :, e : e + pool * pw : pool].reshape(c, ph, pool, pw, n).transpose(0, 2, 1, 3, 4)
+            phase, shift = e % pool, e // pool
+            target = split[:, di : di + pool * ph, phase, shift : shift + pw]
+            target = target.reshape(c, ph, pool, pw, n).transpose(0, 2, 1, 3, 4)
             target += dcols[:, di, e]
+    dx = scratch(work, "dx", x_shape, dout.dtype)
+    for phase in range(pool):
+        columns = dx[:, :, phase::pool]
+        columns[...] = split[:, :, phase, : columns.shape[2]]
     return dx, dw, db
 
 
