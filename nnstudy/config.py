@@ -181,13 +181,18 @@ def grid_cells(config: dict[str, Any]) -> list[Cell]:
     return cells
 
 
-def cell_seeds(config: dict[str, Any], cell: Cell) -> list[int]:
-    """The seeds a cell is trained with: ``grid.seeds``, or ``cnn.seeds`` for the CNN when given (the first
-    seeds of the grid's, so that every CNN seed has its paired BP-network seed)."""
+def arch_seeds(config: dict[str, Any], arch: str) -> list[int]:
+    """The seeds every cell of an architecture is trained with: ``grid.seeds``, or ``cnn.seeds`` for the CNN
+    when given (the first seeds of the grid's, so that every CNN seed has its paired BP-network seed)."""
     seeds = config["grid"]["seeds"]
-    if cell.arch == "cnn" and config["cnn"].get("seeds"):
+    if arch == "cnn" and config["cnn"].get("seeds"):
         seeds = config["cnn"]["seeds"]
     return [int(seed) for seed in seeds]
+
+
+def cell_seeds(config: dict[str, Any], cell: Cell) -> list[int]:
+    """The seeds a cell is trained with (``arch_seeds`` of its architecture)."""
+    return arch_seeds(config, cell.arch)
 
 
 def search_cell(config: dict[str, Any], optimizer: str, arch: str = "mlp") -> Cell:

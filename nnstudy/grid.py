@@ -1,4 +1,4 @@
-"""A grid job: one cell and one seed, trained at the searched (or fallback) learning rate and tracked."""
+"""A grid job: one cell's seeds, each trained at the searched (or fallback) learning rate and tracked."""
 
 from __future__ import annotations
 
@@ -37,10 +37,48 @@ def learning_rate(cell: Cell, best_file: str | Path | None, fallback: dict[str, 
     return float(fallback[cell.optimizer]), "fallback"
 
 
+def run_grid_cell(
+    *,
+    cell_name: str,
+    seeds: list[int],
+    dataset_path: str | Path,
+    best_file: str | Path | None,
+    fallback_lr: dict[str, float],
+    settings: TrainSettings,
+    tracking: dict[str, Any],
+    result_paths: list[str],
+    model_paths: list[str],
+) -> list[dict[str, Any]]:
+    """Every given seed of a cell, one after the other in this process (the data loaded once): each seed gets
+    its own training, MLflow run, checkpoint and result file, exactly as if it ran alone."""
+    if not len(seeds) == len(result_paths) == len(model_paths):
+        raise ValueError(f"{cell_name}: {len(seeds)} seeds, {len(result_paths)} results, {len(model_paths)} models")
+    for seed, *paths in zip(seeds, result_paths, model_paths, strict=True):
+        if any(Path(path).parent.name != f"seed{seed}" for path in paths):
+            raise ValueError(f"{cell_name}: seed {seed} paired with {paths}")
+    data = load_dataset(dataset_path, settings.dtype)
+    return [
+        run_grid_job(
+            cell_name=cell_name,
+            seed=int(seed),
+            data=data,
+            dataset_path=dataset_path,
+            best_file=best_file,
+            fallback_lr=fallback_lr,
+            settings=settings,
+            tracking=tracking,
+            result_path=result_path,
+            model_path=model_path,
+        )
+        for seed, result_path, model_path in zip(seeds, result_paths, model_paths, strict=True)
+    ]
+
+
 def run_grid_job(
     *,
     cell_name: str,
     seed: int,
+    data: dict[str, Any],
     dataset_path: str | Path,
     best_file: str | Path | None,
     fallback_lr: dict[str, float],
@@ -49,11 +87,11 @@ def run_grid_job(
     result_path: str | Path,
     model_path: str | Path,
 ) -> dict[str, Any]:
-    """Train, evaluate on the test set, save checkpoint and result, and record it all in MLflow."""
+    """Train one seed on the loaded data set, evaluate it on the test set, save checkpoint and result, and
+    record it all in MLflow."""
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     cell = Cell.parse(cell_name)
     lr, lr_source = learning_rate(cell, best_file, fallback_lr)
-    data = load_dataset(dataset_path, settings.dtype)
     client = MlflowClient(tracking["uri"])
     experiment = tracking["experiments"]["grid"]
     identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
@@ -73,7 +111,7 @@ def run_grid_job(
             "superseded": "false",
             **standard_tags(
                 tracking,
-                "workflow/rules/grid.smk:train",
+                f"workflow/rules/grid.smk:{'train_cnn' if cell.arch == 'cnn' else 'train'}",
                 f"{cell.variant} ({cell.name}) with {cell.optimizer} at lr {lr:.4g} ({lr_source}), "
                 f"seed {seed}; val_acc and test_acc are the early-stopped model's.",
             ),

@@ -169,3 +169,20 @@ def test_seed_k_gives_every_cell_the_same_start_and_minibatch_order(monkeypatch)
     assert other["batches"] != reference["batches"]
     first = next(k for k in reference["start"] if reference["start"][k].ndim == 2)  # the first weight matrix
     assert not np.array_equal(other["start"][first], reference["start"][first])
+
+
+@pytest.mark.parametrize(
+    ("seeds", "results", "models", "problem"),
+    [
+        ([1, 2], ["g/c/seed1/result.json"], ["g/c/seed1/model.npz", "g/c/seed2/model.npz"], "2 seeds, 1 results"),
+        ([1, 2], ["g/c/seed2/result.json", "g/c/seed1/result.json"], ["g/c/seed1/m", "g/c/seed2/m"], "seed 1 paired"),
+    ],
+)
+def test_a_cell_job_refuses_seeds_and_paths_that_do_not_pair(tmp_path, seeds, results, models, problem):
+    """A cell's job writes each seed's files under seed<k>/: a mismatch stops it before any data is read."""
+    from nnstudy.grid import run_grid_cell
+
+    with pytest.raises(ValueError, match=problem):
+        run_grid_cell(cell_name="sgd-bn0-dp0", seeds=seeds, dataset_path=tmp_path / "missing.npz", best_file=None,
+                      fallback_lr={"sgd": 0.1}, settings=None, tracking={}, result_paths=results,
+                      model_paths=models)  # fmt: skip

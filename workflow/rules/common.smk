@@ -4,6 +4,7 @@ from snakemake.utils import validate
 
 from nnstudy.config import (
     ConfigError,
+    arch_seeds,
     cell_seeds,
     check_config,
     fallback_lr,
@@ -33,6 +34,7 @@ CELLS = {cell.name: cell for cell in grid_cells(config)}
 STUDIES = study_names(config)
 STUDY_CELLS = {study: study_cell(config, study) for study in STUDIES}
 SEARCH = bool(STUDIES)  # searches are on and the tuned arm runs
+MLP_SEEDS = arch_seeds(config, "mlp")
 
 
 wildcard_constraints:

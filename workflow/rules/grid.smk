@@ -1,15 +1,53 @@
+# A BP-network cell trains all its seeds in one job (one process start, one data load, one MLflow import for
+# ten trainings); a CNN cell trains a seed per job, each minutes long, so that they spread over the cores.
+
+
 rule train:
     input:
         data=rules.prepare_dataset.output.data,
         store=rules.mlflow_store.output[0],
         best=best_lr_file,
     output:
-        result="results/grid/{cell}/seed{seed}/result.json",
-        model="results/grid/{cell}/seed{seed}/model.npz",
+        results=expand("results/grid/{{cell}}/seed{seed}/result.json", seed=MLP_SEEDS),
+        models=expand("results/grid/{{cell}}/seed{seed}/model.npz", seed=MLP_SEEDS),
+    log:
+        "results/logs/grid/{cell}.log",
+    wildcard_constraints:
+        cell="(rep-)?[a-z]+-bn[01]-dp[0-9.]+",
+    # the replication arm's SGD cells (lr 0.02, about 55 epochs to the best) are the longest of them: first
+    priority:
+        lambda wildcards: int(
+            CELLS[wildcards.cell].arm == "replication"
+            and CELLS[wildcards.cell].optimizer == "sgd"
+        )
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2048,
+        runtime=240,
+    params:
+        seeds=MLP_SEEDS,
+        training=lambda wildcards: train_options(config, CELLS[wildcards.cell]),
+        fallback_lr=lambda wildcards: fallback_lr(config, CELLS[wildcards.cell]),
+    script:
+        "../scripts/train.py"
+
+
+rule train_cnn:
+    input:
+        data=rules.prepare_dataset.output.data,
+        store=rules.mlflow_store.output[0],
+        best=best_lr_file,
+    output:
+        results=["results/grid/{cell}/seed{seed}/result.json"],
+        models=["results/grid/{cell}/seed{seed}/model.npz"],
     log:
         "results/logs/grid/{cell}/seed{seed}.log",
-    # the CNN's trainings are the longest: started early, they do not end the study alone on one core
-    priority: lambda wildcards: 1 if CELLS[wildcards.cell].arch == "cnn" else 0
+    wildcard_constraints:
+        cell="(rep-)?cnn-[a-z]+-bn[01]-dp[0-9.]+",
+    # the longest trainings: started first, they do not end the study alone on one core
+    priority: 1
     conda:
         "../../environment.yml"
     threads: 1
@@ -17,6 +55,7 @@ rule train:
         mem_mb=2048,
         runtime=120,
     params:
+        seeds=lambda wildcards: [int(wildcards.seed)],
         training=lambda wildcards: train_options(config, CELLS[wildcards.cell]),
         fallback_lr=lambda wildcards: fallback_lr(config, CELLS[wildcards.cell]),
     script:
