@@ -317,6 +317,19 @@ def conv_blocks_forward(
     return out.transpose(1, 2, 0, 3, 4, 5), (x.shape, cols, w, toeplitz, pool, b is not None, work)
 
 
+def _matmul_nt_chunked(a: Array, b: Array, chunk: int = 2048) -> Array:
+    """``a @ b.T`` summed over the shared long axis ``chunk`` columns at a time.
+
+    A weight gradient is a thin product over every pixel of the batch (conv1's: 30 x 16 over 28,800);
+    OpenBLAS ran it in one call at half the speed of chunks of 2,048 (AMD EPYC Zen 4, 1 thread), and this
+    way round (``a @ b.T`` rather than ``b @ a.T``) is the faster one too.
+    """
+    out = a[:, :chunk] @ b[:, :chunk].T
+    for start in range(chunk, a.shape[1], chunk):
+        out += a[:, start : start + chunk] @ b[:, start : start + chunk].T
+    return out
+
+
 def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array | None]:
     """Gradients ``(dx, dw, db)`` of ``conv_blocks_forward``; db is None without a bias.
 
@@ -325,7 +338,7 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
     x_shape, cols, w, toeplitz, pool, has_bias, work = cache
     f, c, kernel, _ = w.shape
     dmat = np.ascontiguousarray(dout.transpose(2, 0, 1, 3, 4, 5)).reshape(pool * f, -1)  # GEMM order
-    dt = (cols @ dmat.T).T.reshape(pool, f, c, kernel, kernel + pool - 1)  # this way round: OpenBLAS is faster
+    dt = _matmul_nt_chunked(cols, dmat).T.reshape(pool, f, c, kernel, kernel + pool - 1)
     dw = dt[0, ..., :kernel].copy()
     for b in range(1, pool):
         dw += dt[b, ..., b : b + kernel]
