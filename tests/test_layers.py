@@ -217,3 +217,22 @@ def test_conv_pool_relu_matches_the_layer_by_layer_reference_and_gradients(rng):
     assert relative_error(dx, numerical_gradient_array(fwd, xb, dout)) < TOL
     assert relative_error(dw, numerical_gradient_array(fwd, w, dout)) < TOL
     assert relative_error(db, numerical_gradient_array(fwd, b, dout)) < TOL
+
+
+def test_weight_gradient_over_more_columns_than_one_chunk_matches_the_nchw_convolution(rng):
+    # 2 x 4 x 4 x 150 = 4,800 GEMM columns: two full chunks of 2,048 and a short one of 704
+    pool, s, n = 2, 4, 150
+    x = rng.standard_normal((n, 1, 12, 12))
+    w, b = rng.standard_normal((2, 1, 5, 5)), rng.standard_normal(2)
+    out, cache = F.conv_blocks_forward(batch_last(x), w, b, pool)
+    assert cache[1].shape[1] == 4800
+    _, ref_cache = F.conv2d_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)  # (F, P, P, s, s, N) -> (N, F, s*P, s*P)
+    dref = dout.transpose(0, 3, 1, 4, 2, 5).reshape(2, s * pool, s * pool, n).transpose(3, 0, 1, 2)
+    dx_ref, dw_ref, db_ref = F.conv2d_backward(dref, ref_cache)
+    dx, dw, db = F.conv_blocks_backward(dout, cache)
+    np.testing.assert_allclose(dw, dw_ref, rtol=1e-10)
+    np.testing.assert_allclose(db, db_ref, rtol=1e-10)
+    np.testing.assert_allclose(dx, batch_last(dx_ref), rtol=1e-10, atol=1e-12)
+    a, c = rng.standard_normal((3, 10)), rng.standard_normal((4, 10))
+    np.testing.assert_allclose(F._matmul_nt_chunked(a, c, chunk=3), a @ c.T, rtol=1e-12)
