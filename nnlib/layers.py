@@ -370,9 +370,11 @@ def conv_blocks_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tup
 def block_maxpool_forward(x: Array, work: dict | None = None) -> tuple[Array, tuple]:
     """Max pooling of a convolution's output in pooling blocks: x (F, P, P, ...) -> (F, ...)."""
     pool = x.shape[1]
-    out = x[:, 0, 0].copy()
+    out = scratch(work, "pooled", x[:, 0, 0].shape, x.dtype)
+    if pool == 1:
+        np.copyto(out, x[:, 0, 0])
     for k in range(1, pool * pool):
-        np.maximum(out, x[:, k // pool, k % pool], out=out)
+        np.maximum(x[:, 0, 0] if k == 1 else out, x[:, k // pool, k % pool], out=out)
     return out, (x, out, work)
 
 
@@ -383,14 +385,14 @@ def block_maxpool_backward(dout: Array, cache: tuple) -> Array:
     # in x's memory order, which the convolution's backward wants
     order = np.argsort(x.strides)[::-1]
     dx = scratch(work, "dpool", tuple(np.array(x.shape)[order]), dout.dtype).transpose(np.argsort(order))
-    remaining = dout.copy()
-    hit = np.empty(out.shape, dtype=bool)
+    remaining = scratch(work, "pool_remaining", dout.shape, dout.dtype)
+    hit = scratch(work, "pool_hit", out.shape, np.dtype(bool))
     for k in range(pool * pool):
         block = dx[:, k // pool, k % pool]
         np.equal(x[:, k // pool, k % pool], out, out=hit)
-        np.multiply(remaining, hit, out=block)
-        if k + 1 < pool * pool:
-            remaining -= block  # exactly 0 where routed, unchanged elsewhere
+        np.multiply(dout if k == 0 else remaining, hit, out=block)
+        if k + 1 < pool * pool:  # exactly 0 where routed, unchanged elsewhere
+            np.subtract(dout if k == 0 else remaining, block, out=remaining)
     return dx
 
 
@@ -402,7 +404,7 @@ def conv_pool_relu_forward(x: Array, w: Array, b: Array, pool: int, work: dict |
     """
     conv, conv_cache = conv_blocks_forward(x, w, None, pool, work)
     pooled, pool_cache = block_maxpool_forward(conv, work)
-    out = pooled + b[:, None, None, None]
+    out = np.add(pooled, b[:, None, None, None], out=scratch(work, "out", pooled.shape, pooled.dtype))
     np.maximum(out, 0, out=out)
     return out, (conv_cache, pool_cache, out)
 
@@ -410,7 +412,9 @@ def conv_pool_relu_forward(x: Array, w: Array, b: Array, pool: int, work: dict |
 def conv_pool_relu_backward(dout: Array, cache: tuple, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
     """Gradients ``(dx, dw, db)`` of ``conv_pool_relu_forward``."""
     conv_cache, pool_cache, out = cache
-    dpooled = np.multiply(dout, out > 0, dtype=dout.dtype)
+    work = pool_cache[2]
+    alive = np.greater(out, 0, out=scratch(work, "alive", out.shape, np.dtype(bool)))
+    dpooled = np.multiply(dout, alive, out=scratch(work, "dpooled", dout.shape, dout.dtype))
     db = dpooled.reshape(dpooled.shape[0], -1).sum(axis=1)
     dx, dw, _ = conv_blocks_backward(block_maxpool_backward(dpooled, pool_cache), conv_cache, need_dx)
     return dx, dw, db

@@ -312,10 +312,13 @@ class ToBatchLast(Layer):
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = tuple(shape)
+        self.work: dict[str, Array] = {}  # the output of training steps, reused (layers.scratch)
 
     def forward(self, x, params, buffers, train, rng):
         flat = x.reshape(x.shape[0], -1)
-        return np.ascontiguousarray(flat.T).reshape(*self.shape, x.shape[0]), x.shape
+        out = F.scratch(self.work if train else None, "out", flat.shape[::-1], flat.dtype)
+        np.copyto(out, flat.T)
+        return out.reshape(*self.shape, x.shape[0]), x.shape
 
     def backward(self, dout, cache, need_dx):
         return np.ascontiguousarray(dout.reshape(-1, dout.shape[-1]).T).reshape(cache), {}
