@@ -1,5 +1,5 @@
 # A BP-network cell trains all its seeds in one job (one process start, one data load, one MLflow import for
-# ten trainings); a CNN cell trains a seed per job, each minutes long, so that they spread over the cores.
+# ten trainings); a CNN cell trains a seed per job, each about a minute long, so that they spread over the cores.
 
 
 rule train:
@@ -14,9 +14,12 @@ rule train:
         "results/logs/grid/{cell}.log",
     wildcard_constraints:
         cell="(rep-)?[a-z]+-bn[01]-dp[0-9.]+",
-    # the replication arm's SGD cells (lr 0.02, about 55 epochs to the best) are the longest of them: first
+    # longest first, so that the study does not end on one busy core: the replication arm's SGD cells (lr
+    # 0.02, about 55 epochs to the best; 2-3 min a cell) before the other cells (1-1.5 min), and those before
+    # the CNN's seed jobs (0.5-1.3 min), which fill the end
     priority:
-        lambda wildcards: int(
+        lambda wildcards: 1
+        + int(
             CELLS[wildcards.cell].arm == "replication"
             and CELLS[wildcards.cell].optimizer == "sgd"
         )
@@ -46,8 +49,8 @@ rule train_cnn:
         "results/logs/grid/{cell}/seed{seed}.log",
     wildcard_constraints:
         cell="(rep-)?cnn-[a-z]+-bn[01]-dp[0-9.]+",
-    # the longest trainings: started first, they do not end the study alone on one core
-    priority: 1
+    # the shortest training jobs: last (see rule train)
+    priority: 0
     conda:
         "../../environment.yml"
     threads: 1

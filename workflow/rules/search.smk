@@ -5,6 +5,9 @@ rule search_setup:
         "results/search/{study}/setup.json",
     log:
         "results/logs/search/{study}/setup.log",
+    # a search's jobs hold back the tuned arm's trainings: all of them run before any training (Snakemake
+    # does not pass a job's priority on to the jobs it waits for, so setup and export carry it too)
+    priority: 3
     conda:
         "../../environment.yml"
     threads: 1
@@ -28,8 +31,7 @@ rule search_round:
         "results/search/{study}/round{round}/part{part}.json",
     log:
         "results/logs/search/{study}/round{round}/part{part}.log",
-    # a round holds back its study's next round and the tuned arm's trainings: run it before trainings
-    priority: 2
+    priority: 3
     conda:
         "../../environment.yml"
     threads: 1
@@ -56,6 +58,7 @@ rule search_export:
         trials="results/search/{study}/trials.csv",
     log:
         "results/logs/search/{study}/export.log",
+    priority: 3
     conda:
         "../../environment.yml"
     threads: 1
