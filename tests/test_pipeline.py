@@ -252,7 +252,8 @@ def test_snakemake_report(study):
 
 def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     """The default protocol: one search per cell of the tuned arm (8 BP-network cells and the CNN), each
-    with the same budget, and every cell of both arms with each of its seeds (10, the CNN 5)."""
+    with the same budget (two rounds, one job each), and every cell of both arms with each of its seeds
+    (10, the CNN 5)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory",
          str(tmp_path), "--configfile", str(REPO / "config/config.yaml")],
@@ -260,7 +261,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="36",
+    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="18",
                     search_export="9", train="16", train_cnn="10", tables="1", figures="1", lab_report="2",
                     register_models="1", gradient_check="1", recogniser="1", model_figures="1", gui_screenshot="1",
                     all="1")  # fmt: skip
