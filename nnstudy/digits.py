@@ -8,6 +8,7 @@ values in [0, 1].
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,6 +35,11 @@ _ORIENTATION = {  # EXIF orientation (tag 0x0112) -> the transpose that makes th
 }
 
 
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")  # the only decoders Pillow may use on an upload
+FORMAT_NAMES = "PNG, JPEG, GIF, BMP or WebP"
+OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
 class DigitImageError(ValueError):
     """An upload that is not an image, is too large, or holds no digit."""
 
@@ -48,7 +54,7 @@ def load_image(data: bytes) -> np.ndarray:
     if not data:
         raise DigitImageError("the upload is empty")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
             if img.width * img.height > MAX_DECLARED_PIXELS:
                 raise DigitImageError(f"the image is too large ({img.width}x{img.height} pixels)")
             if img.format == "JPEG":
@@ -62,10 +68,17 @@ def load_image(data: bytes) -> np.ndarray:
             return _grey(small.transpose(turn) if turn is not None else small, full_scale)
     except Image.DecompressionBombError as exc:
         raise DigitImageError(f"the image is too large: {exc}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except UnidentifiedImageError:  # its message holds the repr of Pillow's file object
+        raise DigitImageError(f"not a readable image: the upload is not {FORMAT_NAMES}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, DigitImageError):
             raise
-        raise DigitImageError(f"not a readable image (PNG, JPEG, GIF, BMP, WebP): {exc}") from None
+        raise DigitImageError(f"not a readable image ({FORMAT_NAMES}): {without_reprs(str(exc))}") from None
+
+
+def without_reprs(message: str) -> str:
+    """A decoder's message without Python object reprs (``<_io.BytesIO object at 0x...>``)."""
+    return OBJECT_REPR.sub("the upload", message)
 
 
 def _has_alpha(img: Image.Image) -> bool:

@@ -6,13 +6,22 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nnlib._io import atomic_savez, atomic_write
+from nnlib._io import NotRegularFileError, atomic_savez, atomic_write, read_regular_bytes
 
-__all__ = ["atomic_savez", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "NotRegularFileError",
+    "atomic_savez",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+    "read_regular_bytes",
+]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` so that ``path`` is either absent, the old file, or complete."""
+    """Write ``data`` so that ``path`` is either absent, the old file, or complete (a FIFO, device or folder
+    at ``path`` is refused: NotRegularFileError)."""
     atomic_write(path, lambda handle: handle.write(data))
 
 
@@ -31,10 +40,12 @@ class DamagedFileError(ValueError):
 
 
 def read_json(path: str | Path) -> Any:
-    """A JSON output of the workflow; a damaged one raises DamagedFileError naming the file and the fix."""
+    """A JSON output of the workflow; a damaged one raises DamagedFileError naming the file and the fix, a FIFO,
+    device or folder NotRegularFileError (never a read that hangs)."""
     path = Path(path)
+    data = read_regular_bytes(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DamagedFileError(
             f"{path} is damaged ({exc}); it is not the complete file its job writes. Delete it and run the same "

@@ -6,7 +6,9 @@ import getpass
 import hashlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,23 @@ from .io import read_json
 REPO = Path(__file__).resolve().parents[1]
 
 
+def interrupt_on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM handler: raise KeyboardInterrupt, so that a terminated job (Snakemake cancelled, ``scancel``,
+    a SLURM time limit) takes the same path as Ctrl-C and ends its MLflow runs FAILED instead of leaving
+    them RUNNING."""
+    raise KeyboardInterrupt(f"terminated by signal {signal.Signals(signum).name}")
+
+
+def handle_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread (signals reach only the main thread)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+
+
 def start_job(snakemake: Any) -> None:
-    """Send the job's output to its log file and limit BLAS to the job's threads."""
+    """Make SIGTERM interrupt like Ctrl-C, send the job's output to its log file and limit BLAS to the
+    job's threads."""
+    handle_sigterm()
     if snakemake.log:
         fd = os.open(snakemake.log[0], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         for stream in (sys.stdout, sys.stderr):
@@ -62,4 +79,4 @@ def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
             for key, value in protocol.items() if not isinstance(value, dict)}  # fmt: skip
 
 
-__all__ = ["protocol_tags", "start_job", "tracking_context"]
+__all__ = ["handle_sigterm", "protocol_tags", "start_job", "tracking_context"]

@@ -2,17 +2,16 @@
 
 A study's trials fill numbered slots ``0 .. n_trials-1`` in rounds of ``search.batch_size``.  Round r's
 learning rates are proposed by a TPE sampler seeded with (search seed, r) from the trials of rounds
-before r only; slot k trains with seed k; and the median pruner compares a trial with the completed
-trials of earlier rounds only.  Each round is split into ``workers`` parts, one Snakemake job each,
-and the DAG makes round r wait for round r-1.  So the chosen learning rate is the same with any
-``--cores``, on any executor, and after a kill and resume at any point: a slot whose trial was
-killed is trained again with the same learning rate and seed.
+before r only; slot k trains with seed ``trial_seed_base + k`` (apart from the grid's seeds); and the
+median pruner compares a trial with the completed trials of earlier rounds only.  Each round is split
+into ``workers`` parts, one Snakemake job each, and the DAG makes round r wait for round r-1.  So the
+chosen learning rate is the same with any ``--cores``, on any executor, and after a kill and resume at
+any point: a slot whose trial was killed is trained again with the same learning rate and seed.
 """
 
 from __future__ import annotations
 
 import datetime
-import fcntl
 import logging
 import math
 import tempfile
@@ -28,11 +27,11 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import Cell, part_slots, round_slots
 from .io import atomic_write_json, atomic_write_text
+from .journal import JournalFlock, open_journal  # noqa: F401 (JournalFlock: re-exported)
 from .mnist import load_dataset
 from .tracking import RunLogger, kill_runs, kill_stale_runs, standard_tags
 from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
@@ -49,37 +48,8 @@ def open_storage(spec: str, study_dir: str | Path) -> optuna.storages.BaseStorag
     system) share.  Anything else is an SQLAlchemy URL (e.g. ``postgresql://...``)."""
     if spec == "journal" or spec.startswith("journal:"):
         path = Path(study_dir).parent / "optuna.journal" if spec == "journal" else Path(spec.removeprefix("journal:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFlock(path)))
+        return open_journal(path)  # flock write lock; a torn last record is cut before any append
     return open_rdb_storage(spec)
-
-
-class JournalFlock:
-    """The journal's write lock (Optuna's journal-lock interface: ``acquire`` / ``release``) as an
-    ``flock`` on ``<journal>.flock``, which the kernel releases when its holder dies.  Optuna's default
-    (a symlink ``<journal>.lock``) outlives a kill -9 and is broken only after a 30 s grace period, by
-    any waiter, which can break a live lock too; and with a relative journal path the symlink dangles,
-    so a stale one is never broken and every writer waits for ever."""
-
-    def __init__(self, journal: str | Path) -> None:
-        self.path = Path(journal).with_name(Path(journal).name + ".flock")
-        self.handle = None
-
-    def acquire(self) -> bool:
-        handle = open(self.path, "a")  # noqa: SIM115 (closed by release)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        except BaseException:
-            handle.close()
-            raise
-        self.handle = handle
-        return True
-
-    def release(self) -> None:
-        handle, self.handle = self.handle, None
-        if handle is None:
-            raise RuntimeError(f"{self.path}: released without being held")
-        handle.close()  # closing the only descriptor drops the lock
 
 
 def open_rdb_storage(url: str, attempts: int = 5) -> RDBStorage:
@@ -238,7 +208,8 @@ def run_round_part(
     kill_runs(client, [t.user_attrs["mlflow_run_id"] for t in opt_study.get_trials(deepcopy=False)
                        if t.number in killed and "mlflow_run_id" in t.user_attrs])  # ended before the kill  # fmt: skip
     data = load_dataset(dataset_path, settings.dtype)
-    context = TrialContext(opt_study, storage, cell, settings, data, tracking, setup, study, owner, round_, part)
+    context = TrialContext(opt_study, storage, cell, settings, data, tracking, setup, study, owner, round_, part,
+                           seed_base=int(search_config.get("trial_seed_base", 0)))  # fmt: skip
     trained = []
     for slot in in_claim_order(opt_study, mine):
         if slot not in finished_slots(opt_study):  # another workflow sharing the study may have done it
@@ -253,17 +224,22 @@ class TrialContext:
     """One slot's trial: its MLflow run (created first, so a trial always names its run), its Optuna
     trial (created with slot, owner and run id in one storage call), training, and the outcome."""
 
-    def __init__(self, study, storage, cell, settings, data, tracking, setup, name, owner, round_, part) -> None:
+    def __init__(self, study, storage, cell, settings, data, tracking, setup, name, owner, round_, part,
+                 seed_base: int = 0) -> None:  # fmt: skip
         self.study, self.storage, self.cell, self.settings, self.data = study, storage, cell, settings, data
         self.tracking, self.setup, self.name, self.owner = tracking, setup, name, owner
-        self.round, self.part = round_, part
+        self.round, self.part, self.seed_base = round_, part, seed_base
+
+    def trial_seed(self, slot: int) -> int:
+        """The training seed of a slot: apart from the grid's seeds (``search.trial_seed_base`` + slot)."""
+        return self.seed_base + slot
 
     def run(self, slot: int, lr: float, lr_range: tuple[float, float], pruner: FrozenReferencePruner) -> int:
         tags = {"study": self.tracking["study"], "search": self.name, "owner": self.owner, "slot": slot,
                 "round": self.round, "cell": self.cell.name, "optimizer": self.cell.optimizer,
                 "status": "running", **standard_tags(self.tracking, "workflow/rules/search.smk:search_round",
                 f"Learning-rate search {self.name}, slot {slot} (round {self.round}): {self.cell.name} at lr {lr:.4g}, "
-                f"seed {slot}.")}  # fmt: skip
+                f"seed {self.trial_seed(slot)}.")}  # fmt: skip
         logger = RunLogger(
             MlflowClient(self.tracking["uri"]),
             self.tracking["experiments"]["lr-search"],
@@ -284,7 +260,8 @@ class TrialContext:
         study_id = self.storage.get_study_id_from_name(self.study.study_name)
         trial = optuna.trial.Trial(self.study, self.storage.create_new_trial(study_id, template_trial=template))
         logger.client.set_tag(logger.run_id, "trial", trial.number)
-        logger.log_params(run_params(self.cell, lr, self.settings, slot, self.data["digest"], self.tracking["git"]))
+        logger.log_params(run_params(self.cell, lr, self.settings, self.trial_seed(slot), self.data["digest"],
+                                     self.tracking["git"]))  # fmt: skip
         intermediate: dict[int, float] = {}
         epochs: list[dict[str, Any]] = []
 
@@ -297,7 +274,7 @@ class TrialContext:
 
         try:
             label = f"{self.name} slot {slot} (trial {trial.number}, lr {lr:.4g})"
-            outcome = train_cell(self.cell, lr, self.data, self.settings, seed=slot,
+            outcome = train_cell(self.cell, lr, self.data, self.settings, seed=self.trial_seed(slot),
                                  callback=epoch_logger(logger, label, report))  # fmt: skip
         except optuna.TrialPruned:
             self.finish(logger, "pruned", epochs=epochs)
@@ -350,7 +327,7 @@ def setup_search(
     parent = client.create_run(
         experiment, run_name=study, tags={**tags, "cell": cell.name, "optimizer": cell.optimizer}
     ).info.run_id
-    for key in ("n_trials", "batch_size", "workers", "max_epochs", "seed"):
+    for key in ("n_trials", "batch_size", "workers", "max_epochs", "seed", "trial_seed_base"):
         client.log_param(parent, key, search_config[key])
     client.log_param(parent, "storage", "journal" if search_config["storage"] == "journal" else "rdb")
     for key, value in {"cell": cell.name, "optimizer": cell.optimizer, "mlflow_parent_run_id": parent}.items():

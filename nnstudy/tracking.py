@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import time
 import warnings
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -270,19 +270,37 @@ class RunLogger:
         tags: dict[str, Any] | None = None,
         artifact_dir: str | Path | None = None,
     ) -> None:
-        """Send what is buffered with the final metrics and tags in one batch, the files of
-        ``artifact_dir``, then end the run."""
+        """Send what is buffered with the final metrics, the files of ``artifact_dir``, then the final tags,
+        and end the run with ``status``.  The status tag and the end come only after the artifacts are in
+        place: when anything before fails (say an OSError while copying the artifacts), the run ends FAILED
+        (tags ``status=failed`` and ``error``) and the error propagates."""
         start = time.perf_counter()
         now = int(time.time() * 1000)
         self._pending += [Metric(k, _clean(v), now, 0) for k, v in (metrics or {}).items()]
-        run_tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
-        if self._pending or run_tags:
-            self.client.log_batch(self.run_id, metrics=self._pending, tags=run_tags)
-            self._pending = []
-        if artifact_dir is not None:
-            self.client.log_artifacts(self.run_id, str(artifact_dir))
-        self.client.set_terminated(self.run_id, status)
-        self.seconds += time.perf_counter() - start
+        try:
+            if self._pending:
+                self.client.log_batch(self.run_id, metrics=self._pending)
+                self._pending = []
+            if artifact_dir is not None:
+                self.client.log_artifacts(self.run_id, str(artifact_dir))
+            if tags:
+                self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self.client.set_terminated(self.run_id, status)
+        except BaseException as exc:
+            end_failed(self.client, self.run_id, exc)
+            raise
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def end_failed(client: MlflowClient, run_id: str, exc: BaseException) -> None:
+    """End a run FAILED, with ``status=failed`` and the error as tags; its own errors are swallowed, so that
+    the caller re-raises the first one."""
+    error = "interrupted (KeyboardInterrupt or SIGTERM)" if isinstance(exc, KeyboardInterrupt) else repr(exc)
+    with suppress(Exception):
+        client.log_batch(run_id, tags=[RunTag("status", "failed"), RunTag("error", error[:MAX_PARAM_CHARS])])
+    with suppress(Exception):
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
 
 
 def quoted(value: Any) -> str:
@@ -376,7 +394,8 @@ def log_to_run(
     """Record on a run the dataset it trained on (``log_input`` with its digest) and/or log an nnlib
     checkpoint as an MLflow pyfunc model (from code: nothing pickled) with its signature and an input
     example; returns the logged model's id (None without a checkpoint).  An ended run keeps its status; a
-    running one is left for its caller to end with its own status."""
+    running one is left RUNNING for its caller to end with its own status (after its artifacts), unless this
+    fails: then it ends FAILED (tag ``status=failed``) and the error propagates."""
     import mlflow
     import numpy as np
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -407,8 +426,13 @@ def log_to_run(
                 pip_requirements=["numpy", "mlflow"],
                 code_paths=[str(Path(__file__).resolve().parents[1] / "nnlib")],
             )
-    finally:
-        mlflow.end_run(status="FINISHED" if status == "RUNNING" else status)
+    except BaseException as exc:
+        with suppress(Exception):
+            mlflow.end_run(status=status)  # leaves the fluent run; an ended run keeps its status
+        if status == "RUNNING":
+            end_failed(MlflowClient(uri), run_id, exc)
+        raise
+    mlflow.end_run(status=status)  # RUNNING stays RUNNING: its caller ends it, after its artifacts
     return None if info is None else info.model_id
 
 

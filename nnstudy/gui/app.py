@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from nnlib import Network
 
 from ..digits import DigitImageError, load_image, mnist_style
+from ..io import DamagedFileError, NotRegularFileError
 from .models import Choice, find_models, load_models
 
 MAX_UPLOAD_BYTES = 8 * 1024 * 1024
@@ -64,6 +65,10 @@ def create_app(
         if origin is not None and not _same_origin(origin, request.host_url):
             abort(403, f"cross-origin request refused (Origin: {origin}): use the page this server serves")
         return None
+
+    @app.before_request
+    def body_within_limit():
+        return _whole_body_within_limit()
 
     @app.get("/")
     def index():
@@ -123,12 +128,27 @@ def _same_origin(origin: str, host_url: str) -> bool:
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
+def _whole_body_within_limit() -> None:
+    """A body sent without ``Content-Length`` (chunked) is read up to one byte over the limit and refused with
+    413 when it is over, as one with a ``Content-Length`` is before it is read.  (Werkzeug's own limit on such
+    a stream stops reading at the limit and returns what it has, so a JSON body was cut and called
+    malformed.)  The body read is cached: the form parser and ``get_data`` use it."""
+    if request.method != "POST" or request.content_length is not None:
+        return None
+    request.max_content_length = MAX_UPLOAD_BYTES + 1
+    if len(request.get_data()) > MAX_UPLOAD_BYTES:
+        abort(413)
+    return None
+
+
 def _json_payload() -> dict:
     """The JSON body as an object ({} for a form upload); 400 naming the fault for anything else."""
     if not request.is_json:
         return {}
     try:
         payload = json.loads(request.get_data())
+    except RecursionError:
+        abort(400, 'the JSON body is nested too deeply to decode: send an object with an "image" field')
     except ValueError as exc:
         abort(400, f"malformed JSON in the request body: {exc}")
     if not isinstance(payload, dict):
@@ -179,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
                 parser.error(f"--model takes NAME=PATH.npz, got {item!r}")
             choices.append(Choice(name, f"{name} ({path})", Path(path), 0.0, None))
     else:
-        choices = find_models(args.results)
+        try:
+            choices = find_models(args.results)
+        except (DamagedFileError, NotRegularFileError) as exc:  # a damaged result.json, named
+            parser.error(str(exc))
     try:
         app = create_app(choices, trusted_hosts=LOOPBACK if args.host in LOOPBACK else None)
     except ValueError as exc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from nnlib import Network
+
+from ..io import read_json
 
 
 @dataclass
@@ -22,7 +23,7 @@ def find_models(results_dir: str | Path) -> list[Choice]:
     """Best finished run of each architecture, best first; empty when the study has not run."""
     best: dict[str, tuple[float, dict, Path]] = {}
     for result_path in sorted(Path(results_dir).glob("grid/*/seed*/result.json")):
-        result = json.loads(result_path.read_text())
+        result = read_json(result_path)
         model = result_path.with_name("model.npz")
         if result.get("status") != "ok" or not model.exists():
             continue
