@@ -16,6 +16,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/grid.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/pilot.smk"
 
 
 rule all:

@@ -1,16 +1,29 @@
-"""Confirmatory statistics for paired-seed comparisons: one row per declared claim, with a paired test, a
-BCa bootstrap interval, Holm's adjustment across the family, the effect size d_z, the minimum detectable
-effect at the planned power, and a verdict in {supported, contradicted, inconclusive}.
+"""Confirmatory statistics for declared claims over paired seeds.
 
-Seed k of cell A is paired with seed k of cell B (the same initial weights where shapes match, the same
-minibatch order), so each claim is judged on the per-seed differences ``B - A``. Every distribution comes
-from ``scipy.stats``.
+A claim is data (``protocol.claims`` in the config): an id, its family (``seed``: what the seed report
+states; ``extension``: this study's own), the seed's sentence it operationalises, a metric, two cells as
+selectors and the claimed direction of ``B - A``.  Three kinds:
+
+- ``contrast``: the per-seed differences ``B - A``;
+- ``all_of``: a composite of contrasts (its components), judged by the intersection-union test: it holds
+  when every component does (p = the largest component p), and it is contradicted when a component is
+  significant in the wrong direction (p = k times the smallest such p, Bonferroni over the k components);
+- ``interaction``: the 2x2 contrast ``both - first - second + plain`` per seed.
+
+Tests match their metric: accuracies (means of many test images) get the paired t-test and its t interval;
+integer counts such as epochs to best get the exact sign-flip permutation test of the mean difference and
+the interval that inverts it, so each interval holds exactly the shifts its test does not reject.  Every
+p-value is two-sided; a verdict is directional.  Holm's procedure runs within each family, across arms;
+each row also carries an interval at the level Holm's procedure applied to it (``ci_adj_*``).  The
+minimum detectable effect and the power are design properties: from the declared planning sd at the
+conservative per-claim level alpha / m.  Every distribution comes from ``scipy.stats``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,22 +32,60 @@ from scipy import optimize, stats
 ALPHA = 0.05
 POWER = 0.80
 VERDICTS = ("supported", "contradicted", "inconclusive")
-CLAIM_COLUMNS = ["arm", "claim", "metric", "n", "estimate", "ci_low", "ci_high", "p_value", "p_holm",
-                 "p_wilcoxon", "effect_size", "mde", "verdict", "a", "b"]  # fmt: skip
+FAMILIES = ("seed", "extension")
+KINDS = ("contrast", "all_of", "interaction")
+#: metrics judged as counts (exact permutation test) rather than as means (t-test)
+COUNT_METRICS = ("epochs_to_best", "epochs")
+#: metrics stored as fractions and shown in percent
+PERCENT_METRICS = ("test_acc", "best_val_acc")
+CLAIM_COLUMNS = ["family", "arm", "claim", "kind", "role", "part_of", "metric", "direction", "a", "b", "n",
+                 "estimate", "ci_low", "ci_high", "ci_adj_low", "ci_adj_high", "alpha_adj", "method", "p_value",
+                 "p_holm", "binding", "effect_size", "sd", "mde", "power", "equivalent", "verdict"]  # fmt: skip
+SELECTOR_DEFAULTS = {"arch": "mlp", "batchnorm": False, "dropout": 0.0}
 
 
 @dataclass(frozen=True)
-class PairedResult:
-    """``B - A`` over paired seeds: the claim says the difference is positive."""
+class ClaimSpec:
+    """One declared claim (or a component of an ``all_of``)."""
 
-    n: int
-    estimate: float  # mean of the paired differences
-    ci_low: float
-    ci_high: float
-    p_value: float  # paired t-test, two-sided
-    p_wilcoxon: float  # Wilcoxon signed-rank, two-sided: a robustness column
-    effect_size: float  # d_z = mean / sd of the differences
-    mde: float  # smallest true mean difference detected with POWER at this n (same units as the estimate)
+    id: str
+    family: str
+    kind: str
+    metric: str
+    direction: int  # +1: B - A is claimed to be positive; -1: negative
+    a: dict[str, Any] = field(default_factory=dict)
+    b: dict[str, Any] = field(default_factory=dict)
+    cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # interaction: plain, first, second, both
+    components: tuple[ClaimSpec, ...] = ()
+    statement: dict[str, str] = field(default_factory=dict)
+    seed_quote: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_metric(metric: str, primary: str) -> str:
+    """``accuracy`` stands for the protocol's primary metric."""
+    return primary if metric == "accuracy" else metric
+
+
+def parse_claim(entry: Mapping[str, Any], primary: str, family: str | None = None) -> ClaimSpec:
+    """A config entry as a ClaimSpec; components inherit the family, metric and direction they omit."""
+    family = entry.get("family", family)
+    metric = resolve_metric(entry.get("metric", "accuracy"), primary)
+    direction = {"increase": 1, "decrease": -1}[entry.get("direction", "increase")]
+    inherited = {"metric": entry.get("metric", "accuracy"), "direction": entry.get("direction", "increase")}
+    components = tuple(parse_claim({**inherited, **part}, primary, family) for part in entry.get("components", ()))
+    return ClaimSpec(
+        id=entry["id"], family=family, kind=entry.get("kind", "contrast"), metric=metric, direction=direction,
+        a=dict(entry.get("a", {})), b=dict(entry.get("b", {})),
+        cells={k: dict(v) for k, v in entry.get("cells", {}).items()}, components=components,
+        statement=dict(entry.get("statement", {})), seed_quote=dict(entry.get("seed_quote", {})),
+    )  # fmt: skip
+
+
+def parse_claims(protocol: Mapping[str, Any]) -> list[ClaimSpec]:
+    return [parse_claim(entry, protocol["primary_metric"]) for entry in protocol.get("claims", [])]
+
+
+# ------------------------------------------------------------------------------------------ the tests
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -51,15 +102,22 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return adjusted
 
 
-def bootstrap_ci(
-    differences: np.ndarray, seed: int, confidence: float = 0.95, resamples: int = 9999
-) -> tuple[float, float]:
-    """BCa bootstrap interval of the mean difference (``scipy.stats.bootstrap``, seeded)."""
-    if np.ptp(differences) == 0:  # every pair differs by the same amount: the interval is that point
-        return float(differences[0]), float(differences[0])
-    result = stats.bootstrap((differences,), np.mean, confidence_level=confidence, method="BCa",
-                             n_resamples=resamples, random_state=np.random.default_rng(seed))  # fmt: skip
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+def holm_levels(p_values: Sequence[float], alpha: float = ALPHA) -> np.ndarray:
+    """The level Holm's procedure tests each hypothesis at: alpha / (m - rank) up to the first hypothesis it
+    keeps, and that hypothesis's level for it and every later one.  An interval at this level excludes 0
+    exactly when Holm rejects (for tests whose intervals invert them)."""
+    p = np.asarray(p_values, dtype=float)
+    levels = np.full_like(p, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    stopped = None
+    for rank, index in enumerate(order):
+        level = alpha / (m - rank)
+        if stopped is None and p[index] > level:
+            stopped = level
+        levels[index] = level if stopped is None else stopped
+    return levels
 
 
 def paired_power(d_z: float, n: int, alpha: float = ALPHA) -> float:
@@ -74,7 +132,7 @@ def paired_power(d_z: float, n: int, alpha: float = ALPHA) -> float:
 
 
 def minimum_detectable_d(n: int, alpha: float = ALPHA, power: float = POWER) -> float:
-    """The smallest d_z the paired t-test detects with ``power`` at ``n`` pairs."""
+    """The smallest d_z the two-sided paired t-test detects with ``power`` at ``n`` pairs."""
     if n < 2:
         return float("nan")
     high = 1.0
@@ -83,138 +141,223 @@ def minimum_detectable_d(n: int, alpha: float = ALPHA, power: float = POWER) -> 
     return float(optimize.brentq(lambda d: paired_power(d, n, alpha) - power, 0.0, high))
 
 
-def paired_comparison(
-    a, b, seed: int = 0, alpha: float = ALPHA, power: float = POWER, resamples: int = 9999
-) -> PairedResult:
-    """Compare ``b`` with ``a``, paired element by element (index = seed)."""
-    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if a.shape != b.shape:
-        raise ValueError(f"paired samples differ in length: {a.shape} against {b.shape}")
-    differences = b - a
-    differences = differences[np.isfinite(differences)]
-    n = len(differences)
-    nan = float("nan")
-    if n < 2:
-        return PairedResult(n, float(differences.mean()) if n else nan, nan, nan, nan, nan, nan, nan)
-    mean = float(differences.mean())
-    sd = float(differences.std(ddof=1))
-    if sd == 0:  # no spread: the t statistic is undefined; the sign alone decides
-        p = 1.0 if mean == 0 else 0.0
-        return PairedResult(n, mean, mean, mean, p, 1.0 if mean == 0 else nan, nan, 0.0)
-    low, high = bootstrap_ci(differences, seed, 1 - alpha, resamples)
-    p = float(stats.ttest_rel(b[np.isfinite(b - a)], a[np.isfinite(b - a)]).pvalue)
-    p_w = float(stats.wilcoxon(differences).pvalue) if np.any(differences != 0) else 1.0
-    return PairedResult(n, mean, low, high, p, p_w, mean / sd, minimum_detectable_d(n, alpha, power) * sd)
+def seeds_needed(target: float, sd: float, alpha: float, power: float = POWER, most: int = 1000) -> int:
+    """The fewest pairs whose minimum detectable effect (in the units of ``sd``) is at most ``target``."""
+    for n in range(2, most + 1):
+        if minimum_detectable_d(n, alpha, power) * sd <= target:
+            return n
+    raise ValueError(f"no number of seeds up to {most} detects {target} with sd {sd} at alpha {alpha:.3g}")
 
 
-def verdict(estimate: float, ci_low: float, ci_high: float, p_holm: float, alpha: float = ALPHA) -> str:
-    """``supported`` when the Holm-adjusted test rejects and the whole interval lies on the claimed (positive)
-    side, ``contradicted`` when it rejects and the interval lies on the other side, else ``inconclusive``."""
-    if not np.isfinite(p_holm) or p_holm >= alpha:
-        return "inconclusive"
-    if ci_low > 0 and estimate > 0:
-        return "supported"
-    if ci_high < 0 and estimate < 0:
-        return "contradicted"
-    return "inconclusive"
+def t_test(d: np.ndarray) -> float:
+    """Two-sided one-sample t-test of the paired differences (= the paired t-test)."""
+    if np.ptp(d) == 0:
+        return 1.0 if d[0] == 0 else 0.0
+    return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
-def claims_table(rows: list[dict], alpha: float = ALPHA) -> list[dict]:
-    """Holm-adjust one family of claims and give each its verdict. Each row holds ``arm``, ``claim``,
-    ``metric`` and a PairedResult under ``result``; the family is every row given."""
-    adjusted = holm([row["result"].p_value for row in rows])
-    table = []
-    for row, p_holm in zip(rows, adjusted, strict=True):
-        result = asdict(row["result"])
-        word = verdict(result["estimate"], result["ci_low"], result["ci_high"], p_holm, alpha)
-        table.append(
-            {
-                "arm": row["arm"],
-                "claim": row["claim"],
-                "metric": row["metric"],
-                **result,
-                "p_holm": float(p_holm),
-                "verdict": word,
-                "a": row.get("a", ""),
-                "b": row.get("b", ""),
-            }
-        )
-    return [{column: entry[column] for column in CLAIM_COLUMNS} for entry in table]
+def t_interval(d: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The t interval of the mean difference at confidence 1 - alpha (it inverts ``t_test``)."""
+    mean = float(d.mean())
+    if np.ptp(d) == 0:
+        return mean, mean
+    half = float(stats.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
+    return mean - half, mean + half
 
 
-def per_seed(runs: pd.DataFrame, metric: str, **where) -> pd.Series:
-    """The metric (in %) of the runs that match ``where``, indexed by seed; failed runs are left out."""
-    sel = runs[runs["status"] == "ok"]
-    for column, value in where.items():
-        sel = sel[sel[column] == value]
-    return (sel.set_index("seed")[metric].astype(float) * 100).sort_index()
+def sign_flip_test(d: np.ndarray) -> float:
+    """Exact two-sided sign-flip permutation test of the mean difference (2^n sign patterns)."""
+    if not np.any(d):
+        return 1.0
+    result = stats.permutation_test((d,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples",
+                                    vectorized=True, n_resamples=np.inf, alternative="two-sided")  # fmt: skip
+    return float(result.pvalue)
 
 
-def paired_on_seeds(a: pd.Series, b: pd.Series, **options) -> PairedResult:
-    """The claim ``b > a`` on the seeds that both cells have."""
-    seeds = a.index.intersection(b.index)
-    return paired_comparison(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy(), **options)
+def sign_flip_interval(d: np.ndarray, alpha: float, tolerance: float = 1e-3) -> tuple[float, float]:
+    """The shifts s for which the sign-flip test of ``d - s`` keeps the null at level alpha: each end found
+    by bisection between the mean (p = 1) and a shift far enough that every sign pattern is rejected."""
+    mean = float(d.mean())
+    reach = float(np.ptp(d)) + float(np.abs(d - mean).max()) + 1.0
+
+    def end(direction: int) -> float:
+        inside, outside = mean, mean + direction * reach
+        if sign_flip_test(d - outside) > alpha:  # too few pairs to reject anything at this level
+            return float("inf") * direction
+        while abs(outside - inside) > tolerance:
+            middle = (inside + outside) / 2
+            inside, outside = (middle, outside) if sign_flip_test(d - middle) > alpha else (inside, middle)
+        return inside
+
+    return end(-1), end(+1)
 
 
-def intersection_union(better: PairedResult, other: PairedResult) -> PairedResult:
-    """'BN+DP is worse than each single' from its two comparisons (each B - A > 0 when BN+DP is worse), with
-    the estimate and interval of the one against the better single.  Worse than both: the larger p of the
-    two (the intersection-union test).  Better than the better single: that comparison's own p, which can
-    contradict the claim.  Worse than the better single but better than the other: the declared test
-    cannot hold, p = 1 (a two-sided p of a difference in the wrong direction is no evidence for it)."""
-    if better.estimate > 0 and other.estimate > 0:
-        return replace(better, p_value=max(better.p_value, other.p_value),
-                       p_wilcoxon=max(better.p_wilcoxon, other.p_wilcoxon))  # fmt: skip
-    if better.estimate < 0:
-        return better
-    return replace(better, p_value=1.0, p_wilcoxon=1.0)
+def test_and_interval(d: np.ndarray, method: str, alpha: float) -> tuple[float, tuple[float, float]]:
+    if method == "t":
+        return t_test(d), t_interval(d, alpha)
+    return sign_flip_test(d), sign_flip_interval(d, alpha)
 
 
-def arm_claims(runs: pd.DataFrame, arm: str, protocol: dict) -> list[dict]:
-    """The declared claims that this arm's cells allow, each as B - A on the primary metric (B is claimed
-    to be higher). 'BN+DP is worse than the better of BN and DP alone' is an intersection-union test (see
-    ``intersection_union``): it holds when BN+DP is worse than each; its estimate and interval are those
-    against the better of the two (by mean)."""
-    metric = protocol["primary_metric"]
+def method_for(metric: str) -> str:
+    return "sign-flip" if metric in COUNT_METRICS else "t"
+
+
+# ------------------------------------------------------------------------------------------ the data
+
+
+def variant_label(selector: Mapping[str, Any]) -> str:
+    """``{optimizer: adam, batchnorm: true}`` -> ``BPNN+BN adam`` (the seed report's Table 2 names)."""
+    s = {**SELECTOR_DEFAULTS, **selector}
+    name = "CNN" if s["arch"] == "cnn" else "BPNN"
+    name += "+BN" if s["batchnorm"] else ""
+    name += "+DP" if float(s["dropout"]) > 0 else ""
+    return f"{name} {s['optimizer']}"
+
+
+def cell_values(runs: pd.DataFrame, metric: str, selector: Mapping[str, Any]) -> pd.Series:
+    """The metric of the ok runs of one cell, indexed by seed (accuracies in percent)."""
+    s = {**SELECTOR_DEFAULTS, **selector}
+    sel = runs[(runs["status"] == "ok") & (runs["arch"] == s["arch"]) & (runs["optimizer"] == s["optimizer"])
+               & (runs["batchnorm"].astype(bool) == bool(s["batchnorm"]))
+               & np.isclose(runs["dropout"].astype(float), float(s["dropout"]))]  # fmt: skip
+    scale = 100.0 if metric in PERCENT_METRICS else 1.0
+    return (sel.set_index("seed")[metric].astype(float) * scale).sort_index()
+
+
+def paired_differences(runs: pd.DataFrame, spec: ClaimSpec) -> tuple[np.ndarray, str, str]:
+    """The per-seed contrast of a claim on the seeds every cell it names has, with the labels of A and B."""
+    if spec.kind == "interaction":
+        names = ("plain", "first", "second", "both")
+        series = [cell_values(runs, spec.metric, spec.cells[k]) for k in names]
+        a_label = f"{variant_label(spec.cells['first'])} + {variant_label(spec.cells['second'])}"
+        b_label = f"{variant_label(spec.cells['both'])} + {variant_label(spec.cells['plain'])}"
+        weights = (1, -1, -1, 1)
+    else:
+        series = [cell_values(runs, spec.metric, spec.a), cell_values(runs, spec.metric, spec.b)]
+        a_label, b_label, weights = variant_label(spec.a), variant_label(spec.b), (-1, 1)
+    seeds = series[0].index
+    for s in series[1:]:
+        seeds = seeds.intersection(s.index)
+    d = sum(w * s.loc[seeds].to_numpy() for w, s in zip(weights, series, strict=True))
+    return np.asarray(d, dtype=float), a_label, b_label
+
+
+def contrast_row(spec: ClaimSpec, arm: str, runs: pd.DataFrame, alpha: float, role: str, part_of: str = "") -> dict:
+    d, a_label, b_label = paired_differences(runs, spec)
+    n = len(d)
+    method = method_for(spec.metric)
+    p, (low, high) = test_and_interval(d, method, alpha) if n >= 2 else (float("nan"), (float("nan"),) * 2)
+    sd = float(d.std(ddof=1)) if n >= 2 else float("nan")
+    return {"family": spec.family, "arm": arm, "claim": spec.id, "kind": spec.kind, "role": role,
+            "part_of": part_of, "metric": spec.metric, "direction": "increase" if spec.direction > 0 else "decrease",
+            "a": a_label, "b": b_label, "n": n, "estimate": float(d.mean()) if n else float("nan"),
+            "ci_low": low, "ci_high": high, "method": method, "p_value": p, "binding": "",
+            "effect_size": float(d.mean()) / sd if n >= 2 and sd > 0 else float("nan"), "sd": sd,
+            "_d": d, "_direction": spec.direction}  # fmt: skip
+
+
+def composite_row(spec: ClaimSpec, parts: list[dict]) -> dict:
+    """The intersection-union row of an ``all_of``: the binding component's estimate and interval, and the
+    composite's p (the largest component p when all point the claimed way; else k times the smallest p
+    of those that point the wrong way)."""
+    wrong = [r for r in parts if np.sign(r["estimate"]) == -r["_direction"] and r["estimate"] != 0]
+    if wrong:
+        binding = min(wrong, key=lambda r: r["p_value"])
+        p, side, k = min(1.0, len(parts) * binding["p_value"]), -1, len(parts)
+    else:
+        binding = max(parts, key=lambda r: r["p_value"])
+        p, side, k = binding["p_value"], 1, 1
+    row = {key: binding[key] for key in ("arm", "metric", "n", "estimate", "ci_low", "ci_high", "method",
+                                         "effect_size", "sd", "_d")}  # fmt: skip
+    return {**row, "family": spec.family, "claim": spec.id, "kind": "all_of", "role": "claim", "part_of": "",
+            "direction": "increase" if spec.direction > 0 else "decrease", "a": binding["a"], "b": binding["b"],
+            "p_value": p, "binding": binding["claim"], "_direction": binding["_direction"], "_side": side,
+            "_k": k}  # fmt: skip
+
+
+def arm_rows(runs: pd.DataFrame, arm: str, specs: list[ClaimSpec], alpha: float) -> list[dict]:
+    """Every claim's rows in one arm (components first, then their composite); a claim whose cells the
+    arm lacks is left out."""
     runs = runs[runs["arm"] == arm]
-    options = {"seed": protocol["bootstrap_seed"], "alpha": protocol["alpha"], "power": protocol["power"],
-               "resamples": protocol["bootstrap_resamples"]}  # fmt: skip
-    claims = protocol["claims"]
     rows: list[dict] = []
-
-    def cell(optimizer: str, variant: str, arch: str = "mlp") -> pd.Series:
-        return per_seed(runs, metric, arch=arch, optimizer=optimizer, variant=variant)
-
-    def add(claim: str, a_label: str, a: pd.Series, b_label: str, b: pd.Series) -> None:
-        if len(a) and len(b):
-            rows.append({"arm": arm, "claim": claim, "metric": metric, "a": a_label, "b": b_label,
-                         "result": paired_on_seeds(a, b, **options)})  # fmt: skip
-
-    optimizers = set(runs.loc[runs["arch"] == "mlp", "optimizer"])
-    if "adam_beats_sgd" in claims and {"sgd", "adam"} <= optimizers:
-        add("adam_beats_sgd", "BPNN sgd", cell("sgd", "BPNN"), "BPNN adam", cell("adam", "BPNN"))
-    for opt in [o for o in protocol["claim_optimizers"] if o in optimizers]:
-        plain, bn, dp, both = (cell(opt, v) for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP"))
-        if "bn_improves" in claims:
-            add(f"bn_improves:{opt}", f"BPNN {opt}", plain, f"BPNN+BN {opt}", bn)
-        if "dropout_improves" in claims:
-            add(f"dropout_improves:{opt}", f"BPNN {opt}", plain, f"BPNN+DP {opt}", dp)
-        if "bn_dp_worse_than_best_single" in claims and len(bn) and len(dp) and len(both):
-            vs_bn, vs_dp = paired_on_seeds(both, bn, **options), paired_on_seeds(both, dp, **options)
-            better, other, label = (vs_bn, vs_dp, "BPNN+BN") if bn.mean() >= dp.mean() else (vs_dp, vs_bn, "BPNN+DP")
-            rows.append({"arm": arm, "claim": f"bn_dp_worse_than_best_single:{opt}", "metric": metric,
-                         "a": f"BPNN+BN+DP {opt}", "b": f"{label} {opt}",
-                         "result": intersection_union(better, other)})  # fmt: skip
-    if "cnn_beats_bpnn" in claims:
-        for opt in sorted(set(runs.loc[runs["arch"] == "cnn", "optimizer"])):
-            add(f"cnn_beats_bpnn:{opt}", f"BPNN {opt}", cell(opt, "BPNN"), f"CNN {opt}", cell(opt, "CNN", "cnn"))
+    for spec in specs:
+        if spec.kind == "all_of":
+            parts = [contrast_row(c, arm, runs, alpha, "component", spec.id) for c in spec.components]
+            if all(p["n"] >= 2 for p in parts):
+                rows += parts + [composite_row(spec, parts)]
+            continue
+        row = contrast_row(spec, arm, runs, alpha, "claim")
+        if row["n"] >= 1:
+            rows.append(row)
     return rows
 
 
-def study_claims(runs: pd.DataFrame, protocol: dict) -> pd.DataFrame:
-    """claims.csv: every declared claim in every arm, Holm-adjusted as one family."""
-    rows = [row for arm in protocol["arms"] for row in arm_claims(runs, arm, protocol)]
-    return pd.DataFrame(claims_table(rows, protocol["alpha"]), columns=CLAIM_COLUMNS)
+def planning_for(metric: str, kind: str, planning: Mapping[str, Any]) -> tuple[float, float]:
+    """The declared planning sd and target MDE of a claim's metric (an interaction's contrast sums four
+    cells, so its sd is sqrt(2) times a difference's)."""
+    entry = planning.get("epochs" if metric in COUNT_METRICS else "accuracy") if metric != "wall_time" else None
+    if not entry:
+        return float("nan"), float("nan")
+    scale = np.sqrt(2.0) if kind == "interaction" else 1.0
+    return float(entry["sd"]) * scale, float(entry["target_mde"])
+
+
+def verdict_of(row: Mapping[str, Any], alpha: float) -> str:
+    """Supported or contradicted when Holm's adjusted p is below alpha, by the side the data fall on;
+    inconclusive otherwise."""
+    p = row["p_holm"]
+    if not np.isfinite(p) or p >= alpha:
+        return "inconclusive"
+    side = row.get("_side") or (1 if np.sign(row["estimate"]) == row["_direction"] else -1)
+    return "supported" if side > 0 else "contradicted"
+
+
+def adjust_family(rows: list[dict], protocol: Mapping[str, Any]) -> None:
+    """Holm within the family (its claim rows, every arm); the adjusted intervals, design MDE and power,
+    equivalence and verdicts of its rows, components included (at their composite's level)."""
+    alpha = protocol["alpha"]
+    claims = [r for r in rows if r["role"] == "claim"]
+    m = len(claims)
+    for row, p_holm, level in zip(claims, holm([r["p_value"] for r in claims]),
+                                  holm_levels([r["p_value"] for r in claims], alpha), strict=True):  # fmt: skip
+        row["p_holm"], row["alpha_adj"] = float(p_holm), float(level) / row.get("_k", 1)
+    by_claim = {(r["arm"], r["claim"]): r for r in claims}
+    planning = protocol.get("planning") or {}
+    margins = protocol.get("equivalence_margin") or {}
+    for row in rows:
+        owner = by_claim[(row["arm"], row["part_of"])] if row["role"] == "component" else row
+        if row["role"] == "component":
+            row["p_holm"], row["alpha_adj"] = float("nan"), owner["alpha_adj"]
+        d, level = row["_d"], row["alpha_adj"]
+        row["ci_adj_low"], row["ci_adj_high"] = (test_and_interval(d, row["method"], level)[1] if len(d) >= 2
+                                                 else (float("nan"),) * 2)  # fmt: skip
+        sd_plan, target = planning_for(row["metric"], owner["kind"], planning)
+        per_claim = alpha / max(m, 1)
+        row["mde"] = minimum_detectable_d(row["n"], per_claim, planning.get("power", POWER)) * sd_plan
+        row["power"] = paired_power(target / sd_plan, row["n"], per_claim) if row["n"] >= 2 else float("nan")
+        margin = margins.get("epochs" if row["metric"] in COUNT_METRICS else "accuracy")
+        row["equivalent"] = (bool(-margin < row["ci_adj_low"] and row["ci_adj_high"] < margin)
+                             if margin is not None and row["role"] == "claim" and owner["kind"] == "contrast"
+                             else None)  # fmt: skip
+        row["verdict"] = verdict_of(row, alpha) if row["role"] == "claim" else component_verdict(row, owner)
+
+
+def component_verdict(row: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
+    """A component's own reading at its composite's level: which way its adjusted interval lies."""
+    if row["ci_adj_low"] > 0 or row["ci_adj_high"] < 0:
+        return "supported" if np.sign(row["estimate"]) == row["_direction"] else "contradicted"
+    return "inconclusive"
+
+
+def study_claims(runs: pd.DataFrame, protocol: Mapping[str, Any]) -> pd.DataFrame:
+    """claims.csv: every declared claim in every arm; Holm within each family across the arms."""
+    specs = parse_claims(protocol)
+    rows = [row for arm in protocol["arms"] for row in arm_rows(runs, arm, specs, protocol["alpha"])]
+    for family in dict.fromkeys(r["family"] for r in rows):
+        adjust_family([r for r in rows if r["family"] == family], protocol)
+    order = {family: i for i, family in enumerate(FAMILIES)}
+    rows.sort(key=lambda r: order.get(r["family"], len(order)))  # stable: arms, then the declared order
+    return pd.DataFrame([{c: r.get(c) for c in CLAIM_COLUMNS} for r in rows], columns=CLAIM_COLUMNS)
 
 
 def expected_max(values: Sequence[float], n: int) -> float:
@@ -226,6 +369,6 @@ def expected_max(values: Sequence[float], n: int) -> float:
     return float(np.sum(v * ((i / big_n) ** n - ((i - 1) / big_n) ** n)))
 
 
-__all__ = ["CLAIM_COLUMNS", "VERDICTS", "PairedResult", "arm_claims", "bootstrap_ci", "claims_table",
-           "expected_max", "holm", "minimum_detectable_d", "paired_comparison", "paired_power", "study_claims",
-           "verdict"]  # fmt: skip
+__all__ = ["CLAIM_COLUMNS", "FAMILIES", "KINDS", "VERDICTS", "ClaimSpec", "expected_max", "holm", "holm_levels",
+           "minimum_detectable_d", "paired_power", "parse_claims", "seeds_needed", "sign_flip_interval",
+           "sign_flip_test", "study_claims", "t_interval", "t_test"]  # fmt: skip

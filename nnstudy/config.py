@@ -22,8 +22,6 @@ class ConfigError(ValueError):
 #: the learning rate its own search found (or the fallback table when searches are off)
 ARMS = ("replication", "tuned")
 ARM_PREFIX = {"replication": "rep-", "tuned": ""}
-#: the seed report's claims, tested in each arm (see nnstudy.claims)
-CLAIMS = ("adam_beats_sgd", "bn_improves", "dropout_improves", "bn_dp_worse_than_best_single", "cnn_beats_bpnn")
 
 
 @dataclass(frozen=True)
@@ -107,6 +105,10 @@ def check_config(config: dict[str, Any]) -> None:
     for p in grid["dropout"]:
         if not 0 <= p < 1:
             raise ConfigError(f"grid.dropout: {p} is not a drop probability in [0, 1)")
+    names = [f"{p:g}" for p in grid["dropout"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"grid.dropout: {grid['dropout']} name the same cell twice (a cell is named by the "
+                          "value's first 6 significant digits, dp0.5); give values that differ there")  # fmt: skip
     for name, lr in grid["fallback_lr"].items():
         if name not in OPTIMIZERS:
             raise ConfigError(f"grid.fallback_lr: unknown optimizer {name!r}; allowed: {known}")
@@ -165,6 +167,62 @@ def check_protocol(config: dict[str, Any]) -> None:
     if extra:
         raise ConfigError(f"cnn.seeds {extra} are not in grid.seeds: each CNN seed is paired with the BP "
                           "network's run of the same seed")  # fmt: skip
+    check_seed_kinds(config)
+    check_claims(config)
+
+
+def check_seed_kinds(config: dict[str, Any]) -> None:
+    """Confirmatory (grid), search and pilot seeds are disjoint: nothing confirmed was trained to choose."""
+    search, pilot = config["search"], config["protocol"].get("pilot", {})
+    n_trials = max(search["n_trials"], config["cnn"]["n_trials"])
+    base = search["trial_seed_base"]
+    kinds = {"grid.seeds": set(config["grid"]["seeds"]), "protocol.pilot.seeds": set(pilot.get("seeds", [])),
+             "search seeds (search.trial_seed_base + slot)": set(range(base, base + n_trials))}  # fmt: skip
+    names = list(kinds)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            shared = sorted(kinds[first] & kinds[second])
+            if shared:
+                raise ConfigError(
+                    f"{first} and {second} share seeds {shared[:5]}: confirmatory, search and "
+                    "pilot seeds must be disjoint; move one set (e.g. search.trial_seed_base: 1000)"
+                )
+
+
+def check_claims(config: dict[str, Any]) -> None:
+    """Each claim has the cells its kind needs, and each of them is a cell the study trains."""
+    seen: set[str] = set()
+    for claim in config["protocol"]["claims"]:
+        kind = claim.get("kind", "contrast")
+        need = {"contrast": ("a", "b"), "interaction": ("cells",), "all_of": ("components",)}[kind]
+        missing = [key for key in need if key not in claim]
+        if missing:
+            raise ConfigError(f"protocol.claims: {claim['id']} ({kind}) needs {missing}")
+        parts = claim.get("components", [])
+        for entry in [claim, *parts]:
+            if entry["id"] in seen:
+                raise ConfigError(f"protocol.claims: the id {entry['id']!r} is used twice; ids must be unique")
+            seen.add(entry["id"])
+        selectors = [claim.get(k) for k in ("a", "b") if k in claim] + list(claim.get("cells", {}).values())
+        selectors += [part[k] for part in parts for k in ("a", "b")]
+        for selector in selectors:
+            check_selector(config, claim["id"], selector)
+
+
+def check_selector(config: dict[str, Any], claim: str, selector: dict[str, Any]) -> None:
+    arch = selector.get("arch", "mlp")
+    section = config["cnn"] if arch == "cnn" else config["grid"]
+    if arch == "cnn" and not config["cnn"]["enabled"]:
+        raise ConfigError(f"protocol.claims: {claim} names a CNN cell, but cnn.enabled is false")
+    wanted = {"optimizers": selector["optimizer"], "batchnorm": bool(selector.get("batchnorm", False)),
+              "dropout": float(selector.get("dropout", 0.0))}  # fmt: skip
+    for key, value in wanted.items():
+        values = section[key]
+        found = any(math.isclose(float(v), value) for v in values) if key == "dropout" else value in values
+        if not found:
+            where = "cnn" if arch == "cnn" else "grid"
+            raise ConfigError(f"protocol.claims: {claim} names {key} {value!r}, which {where}.{key} ({values}) lacks; "
+                              "add it there or change the claim")  # fmt: skip
 
 
 def grid_cells(config: dict[str, Any]) -> list[Cell]:
@@ -248,6 +306,9 @@ def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) 
         options.pop("adam_beta2", None)
     if for_search:
         options["max_epochs"] = search_settings(config, cell)["max_epochs"]
+    elif config["data"].get("split_per_seed"):  # the searches keep the base split
+        options["split_per_seed"] = True
+        options["split_seed"] = int(config["data"]["split_seed"])
     return options
 
 

@@ -72,20 +72,18 @@ LABELS = {
     "budget_y": N_("expected best validation accuracy (%)"),
     "budget_title": N_("Expected best of k trials (Dodge et al. 2019)"),
     "study": N_("search"),
-    "claims_title": N_("Confirmatory claims: mean paired difference\nwith its 95 % BCa interval, per arm"),
-    "claims_x": N_("difference in test accuracy (pp); > 0: as claimed"),
+    "claims_title": N_("Declared claims: mean paired difference, > 0 in the claimed direction"),
+    "claims_acc": N_("accuracy (pp)"),
+    "claims_epochs": N_("epochs to the best"),
+    "ci_unadjusted": N_("95 % interval (unadjusted)"),
+    "ci_adjusted": N_("interval at Holm's level (adjusted)"),
     "verdict": N_("verdict"),
     "supported": N_("supported"),
     "contradicted": N_("contradicted"),
     "inconclusive": N_("inconclusive"),
     "arm_replication": N_("replication arm"),
     "arm_tuned": N_("tuned arm"),
-    "no_claims": N_("no confirmatory claims"),
-    "claim_adam_beats_sgd": N_("Adam beats SGD"),
-    "claim_bn_improves": N_("BN improves ({opt})"),
-    "claim_dropout_improves": N_("dropout improves ({opt})"),
-    "claim_bn_dp_worse_than_best_single": N_("BN+DP worse than the better single ({opt})"),
-    "claim_cnn_beats_bpnn": N_("CNN beats the BP network ({opt})"),
+    "no_claims": N_("no declared claim could be tested"),
     "mlp": N_("BP network"),
     "cnn": N_("CNN"),
     "true_digit": N_("true digit"),
@@ -483,51 +481,68 @@ def search_figures(
     return written
 
 
-def claim_label(claim: str, t: dict[str, str]) -> str:
-    """``bn_improves:sgd`` -> "BN improves (SGD)" (an undeclared claim keeps its name)."""
-    name, _, optimizer = claim.partition(":")
-    template = t.get(f"claim_{name}")
-    return template.format(opt=optimizer_name(optimizer)) if template else claim
+def forest_panel(ax: plt.Axes, rows: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> None:
+    """One metric's claims: per claim and arm the estimate signed toward the claim (> 0: as claimed), its
+    unadjusted interval (thick) and its interval at Holm's level (thin), coloured by verdict."""
+    order = list(dict.fromkeys(rows["claim"]))
+    step = 0.36 if len(arms) > 1 else 0.0
+    for k, arm in enumerate(arms):
+        offset = (k - (len(arms) - 1) / 2) * step
+        for _, row in rows[rows["arm"] == arm].iterrows():
+            y = order.index(row["claim"]) + offset
+            sign = 1.0 if row["direction"] == "increase" else -1.0
+            colour = VERDICT_COLOURS.get(row["verdict"], "black")
+            adjusted = sorted(sign * np.array([row["ci_adj_low"], row["ci_adj_high"]]))
+            unadjusted = sorted(sign * np.array([row["ci_low"], row["ci_high"]]))
+            ax.plot(adjusted, [y, y], color=colour, lw=0.9, solid_capstyle="butt")
+            ax.plot(unadjusted, [y, y], color=colour, lw=3.2, solid_capstyle="butt")
+            ax.scatter([sign * row["estimate"]], [y], marker=ARM_MARKERS.get(arm, "s"), s=45, color=colour,
+                       edgecolor="black", linewidth=0.6, zorder=3)  # fmt: skip
+    ax.axvline(0, color="black", lw=1)
+    names = [("↳ " if row_role(rows, c) == "component" else "") + labels.get(c, c) for c in order]
+    ax.set_yticks(range(len(order)), names)
+    ax.set_ylim(len(order) - 0.5, -0.5)  # the first claim on top
+    for y in np.arange(len(order) - 1) + 0.5:
+        ax.axhline(y, color="#dddddd", lw=0.8)
+    ax.grid(axis="y", visible=False)
+
+
+def row_role(rows: pd.DataFrame, claim: str) -> str:
+    return str(rows.loc[rows["claim"] == claim, "role"].iloc[0])
 
 
 def claims_forest(
-    claims_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS
-) -> list[Path]:
-    """``claims_forest``: each confirmatory claim in each arm, its estimate (mean paired difference B − A,
-    percentage points) with the 95 % interval, coloured by verdict; a marker per arm; a line at 0."""
+    claims_csv: str | Path, out_dir: str | Path, lang: str = "en", formats: tuple[str, ...] = FORMATS,
+    labels: dict[str, str] | None = None,
+) -> list[Path]:  # fmt: skip
+    """``claims_forest``: every declared claim (components too) in each arm, a panel for accuracy and one
+    for epochs to the best; ``labels`` maps a claim id to its statement."""
     t = use_language(lang)
     claims = pd.read_csv(claims_csv)
     stem = Path(out_dir) / "claims_forest"
     if claims.empty:
         return note_figure(t["no_claims"], stem, formats)
-    order = list(dict.fromkeys(claims["claim"]))
+    counts = claims["metric"].isin(["epochs_to_best", "epochs"])
+    parts = [(t["claims_acc"], claims[~counts]), (t["claims_epochs"], claims[counts])]
+    parts = [(title, rows) for title, rows in parts if len(rows)]
     arms = [a for a in ARM_MARKERS if a in set(claims["arm"])] + sorted(set(claims["arm"]) - set(ARM_MARKERS))
-    step = 0.36 if len(arms) > 1 else 0.0
+    heights = [len(set(rows["claim"])) * max(1, len(arms)) * 0.28 + 0.6 for _, rows in parts]
     width = 8.0
     with plt.rc_context(print_rc(width)):
-        fig, ax = plt.subplots(figsize=(width, 1.2 + 0.3 * len(order) * max(1, len(arms))))
-        for k, arm in enumerate(arms):
-            offset = (k - (len(arms) - 1) / 2) * step
-            for _, row in claims[claims["arm"] == arm].iterrows():
-                y = order.index(row["claim"]) + offset
-                colour = VERDICT_COLOURS.get(row["verdict"], "black")
-                ax.plot([row["ci_low"], row["ci_high"]], [y, y], color=colour, lw=2.2, solid_capstyle="butt")
-                ax.scatter([row["estimate"]], [y], marker=ARM_MARKERS.get(arm, "s"), s=55, color=colour,
-                           edgecolor="black", linewidth=0.6, zorder=3)  # fmt: skip
-        ax.axvline(0, color="black", lw=1)
-        ax.set_yticks(range(len(order)), [claim_label(c, t) for c in order])
-        ax.set_ylim(len(order) - 0.5, -0.5)  # the first claim on top
-        for y in np.arange(len(order) - 1) + 0.5:
-            ax.axhline(y, color="#dddddd", lw=0.8)
-        ax.grid(axis="y", visible=False)
-        ax.set(xlabel=t["claims_x"], title=t["claims_title"])
+        fig, axes = plt.subplots(len(parts), 1, figsize=(width, 1.4 + sum(heights)), squeeze=False,
+                                 gridspec_kw={"height_ratios": heights})  # fmt: skip
+        for ax, (title, rows) in zip(axes[:, 0], parts, strict=True):
+            forest_panel(ax, rows, arms, labels or {})
+            ax.set_title(title, loc="left")
+        fig.suptitle(t["claims_title"])
         verdicts = [v for v in VERDICT_COLOURS if v in set(claims["verdict"])]
-        handles = [plt.Line2D([], [], color=VERDICT_COLOURS[v], lw=2.2, label=t[v]) for v in verdicts]
+        handles = [plt.Line2D([], [], color=VERDICT_COLOURS[v], lw=3.2, label=t[v]) for v in verdicts]
+        handles += [plt.Line2D([], [], color="grey", lw=3.2, label=t["ci_unadjusted"]),
+                    plt.Line2D([], [], color="grey", lw=0.9, label=t["ci_adjusted"])]  # fmt: skip
         handles += [plt.Line2D([], [], ls="", marker=ARM_MARKERS.get(a, "s"), color="white", markeredgecolor="black",
                                markersize=8, label=t.get(f"arm_{a}", a)) for a in arms]  # fmt: skip
         fig.tight_layout()
-        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=max(len(verdicts), len(arms)),
-                   frameon=False)  # fmt: skip
+        fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
         return save_figure(fig, stem, formats)
 
 

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from .config import Cell
 from .io import atomic_write_json, read_json
-from .mnist import load_dataset
+from .mnist import load_dataset, resplit
 from .tracking import RunLogger, kill_stale_runs, log_to_run, standard_tags
 from .training import TrainSettings, epoch_logger, run_params, summary_metrics, train_cell, write_result
 
@@ -61,7 +61,7 @@ def run_grid_cell(
         run_grid_job(
             cell_name=cell_name,
             seed=int(seed),
-            data=data,
+            data=resplit(data, int(seed), settings.split_seed) if settings.split_per_seed else data,
             dataset_path=dataset_path,
             best_file=best_file,
             fallback_lr=fallback_lr,

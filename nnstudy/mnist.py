@@ -17,6 +17,7 @@ import urllib.request
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -402,6 +403,18 @@ def prepare_dataset(
         "test": n_test,
         "seed": seed,
     }
+
+
+def resplit(data: dict[str, Any], seed: int, base_seed: int = 0) -> dict[str, Any]:
+    """The same training and validation images, split anew for one seed (the same split for that seed in
+    every cell, so pairs stay paired): the seed-to-seed spread then includes the sampling of the split.
+    The test set is untouched."""
+    x = np.concatenate([data["x_train"], data["x_val"]])
+    y = np.concatenate([data["y_train"], data["y_val"]])
+    order = np.random.default_rng([base_seed, seed]).permutation(len(x))
+    n_train = len(data["x_train"])
+    train, val = np.sort(order[:n_train]), np.sort(order[n_train:])
+    return {**data, "x_train": x[train], "y_train": y[train], "x_val": x[val], "y_val": y[val]}
 
 
 def load_dataset(path: str | Path, dtype: str = "float32") -> dict[str, np.ndarray | str]:

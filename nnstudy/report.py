@@ -7,12 +7,14 @@ dataset summary); nothing is retrained and MLflow is not queried.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import inspect
+import json
 import os
 import platform
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,11 +23,11 @@ from urllib.parse import unquote
 
 import jinja2
 import pandas as pd
-import yaml
 from markdown_it import MarkdownIt
 
 from nnlib import MLPSpec, layers, optim
 
+from .claims_text import claims_context, statements
 from .figures import claims_forest, deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .i18n import LANGS, N_, join_list, translations, translator
 from .io import atomic_write_bytes, atomic_write_text, read_json
@@ -37,7 +39,6 @@ from .tables import (
     markdown_table,
     mean_std,
     optimizer_name,
-    with_optimizer_names,
 )
 
 #: the seed report's own figures: Table 1 (optimizer -> val acc, epochs) and Table 2 (variant -> val acc, epochs)
@@ -55,12 +56,6 @@ VERDICTS = {"higher": N_("significantly higher"), "lower": N_("significantly low
 METRICS = {"validation accuracy (%)": N_("validation accuracy (%)"), "test accuracy (%)": N_("test accuracy (%)"),
            "epochs to best": N_("epochs to best")}  # fmt: skip
 ARMS = {"replication": N_("replication"), "tuned": N_("tuned")}
-CLAIMS = {"adam_beats_sgd": N_("Adam beats SGD on the plain network"),
-          "bn_improves": N_("BN improves accuracy ({opt})"),
-          "dropout_improves": N_("dropout improves accuracy ({opt})"),
-          "bn_dp_worse_than_best_single": N_("BN+DP is worse than the better of BN and DP alone ({opt})"),
-          "cnn_beats_bpnn": N_("the CNN beats the BP network ({opt})")}  # fmt: skip
-CLAIM_VERDICTS = {"supported": N_("supported"), "contradicted": N_("contradicted"), "inconclusive": N_("inconclusive")}
 PRIMARY = {"test_acc": N_("test accuracy"), "best_val_acc": N_("validation accuracy")}
 #: the works the report cites, by key; each is listed (and numbered) only where the text cites it
 REFERENCES = {
@@ -139,36 +134,6 @@ def comparison_rows(comparisons: pd.DataFrame, lang: str) -> dict[str, dict[str,
     return out
 
 
-def claim_rows(claims: pd.DataFrame, lang: str) -> list[dict[str, str]]:
-    """The confirmatory claims, formatted once for the claims table and the conclusions."""
-    _ = translator(lang)
-    rows = []
-    for row in claims.itertuples():
-        base, _sep, opt = row.claim.partition(":")
-        rows.append({
-            "arm": row.arm, "arm_text": _(ARMS[row.arm]), "claim": row.claim,
-            "text": _(CLAIMS[base]).format(opt=optimizer_name(opt)), "n": str(row.n),
-            "a": with_optimizer_names(row.a), "b": with_optimizer_names(row.b),
-            "estimate": fmt_num(row.estimate, 2, signed=True),
-            "ci": f"[{fmt_num(row.ci_low, 2, True)}, {fmt_num(row.ci_high, 2, True)}]",
-            "p": fmt_p(row.p_value), "p_holm": fmt_p(row.p_holm), "p_wilcoxon": fmt_p(row.p_wilcoxon),
-            "d": fmt_num(row.effect_size, 2), "mde": fmt_num(row.mde, 2), "verdict": row.verdict,
-            "verdict_text": _(CLAIM_VERDICTS[row.verdict]),
-        })  # fmt: skip
-    return rows
-
-
-def claims_markdown(rows: list[dict[str, str]], lang: str) -> str:
-    _ = translator(lang)
-    if not rows:
-        return _("(no claim can be tested: the grid lacks the cells)")
-    columns = [_("arm"), _("claim"), _("B − A (pp)"), _("95% CI (BCa)"), _("n"), _("p (paired t)"), _("p (Holm)"),
-               _("p (Wilcoxon)"), "d_z", _("MDE (pp)"), _("verdict")]  # fmt: skip
-    keys = ["arm_text", "text", "estimate", "ci", "n", "p", "p_holm", "p_wilcoxon", "d", "mde", "verdict_text"]
-    frame = pd.DataFrame([[row[k] for k in keys] for row in rows], columns=columns)
-    return markdown_table(frame)
-
-
 def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
     """Expected best validation accuracy at a few budgets per study (the full curve is in budget.csv)."""
     if budget.empty:
@@ -232,127 +197,43 @@ def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> st
 
 
 #: the seed report's settings in the summary: (label, optimizer, variant, the claim that setting tests)
-SUMMARY_ROWS = [("SGD", "sgd", "BPNN", None), ("Adam", "adam", "BPNN", "adam_beats_sgd"),
-                ("Adam + BN", "adam", "BPNN+BN", "bn_improves:adam"),
-                ("Adam + DP", "adam", "BPNN+DP", "dropout_improves:adam"),
-                ("Adam + BN + DP", "adam", "BPNN+BN+DP", "bn_dp_worse_than_best_single:adam"),
-                ("CNN (Adam)", "adam", "CNN", "cnn_beats_bpnn:adam")]  # fmt: skip
+#: the seed report's settings in the summary: (label, optimizer, variant)
+SUMMARY_ROWS = [("SGD", "sgd", "BPNN"), ("Adam", "adam", "BPNN"), ("Adam + BN", "adam", "BPNN+BN"),
+                ("Adam + DP", "adam", "BPNN+DP"), ("Adam + BN + DP", "adam", "BPNN+BN+DP"),
+                ("CNN (Adam)", "adam", "CNN")]  # fmt: skip
 
 
-def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, claims: list[dict[str, str]], lang: str) -> str:
-    """The headline table: each of the seed report's settings, its figure, ours per arm (mean ± sd of the
-    primary metric, the best mean of each column in bold) and the confirmatory test of the claim it stands for."""
+def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, lang: str) -> str:
+    """The headline table: each of the seed report's settings, its accuracy and epochs, and ours per arm
+    (mean ± sd of test accuracy, the best mean of each column in bold; median epochs to the best)."""
     _ = translator(lang)
     cells = pd.concat([table2, table3[table3["variant"] == "CNN"]], ignore_index=True)
     arms = [a for a in ("replication", "tuned") if a in set(cells["arm"])]
-    by_claim = {(c["claim"], c["arm"]): c for c in claims}
-    seed_figures = {("sgd", "BPNN"): SEED_TABLE1["sgd"][0], ("adam", "BPNN"): SEED_TABLE1["adam"][0],
-                    **{("adam", v): val for v, (val, _e) in SEED_TABLE2.items() if v != "BPNN"}}  # fmt: skip
+    seed_figures = {("sgd", "BPNN"): SEED_TABLE1["sgd"][:2], ("adam", "BPNN"): SEED_TABLE1["adam"][:2],
+                    **{("adam", v): figures for v, figures in SEED_TABLE2.items() if v != "BPNN"}}  # fmt: skip
     best = {a: cells.loc[cells["arm"] == a, "test_acc_mean"].max() for a in arms}
     rows = []
-    for label, opt, variant, claim in SUMMARY_ROWS:
+    for label, opt, variant in SUMMARY_ROWS:
         found = {a: cells[(cells["arm"] == a) & (cells["optimizer"] == opt) & (cells["variant"] == variant)]
                  for a in arms}  # fmt: skip
         if not any(len(f) for f in found.values()):
             continue
         seed = seed_figures.get((opt, variant))
-        row = [label if lang == "en" or variant != "CNN" else _("CNN (Adam)"), "—" if seed is None else f"{seed:.2f}"]
+        row = [label if lang == "en" or variant != "CNN" else _("CNN (Adam)"),
+               "—" if seed is None else f"{seed[0]:.2f} / {seed[1]}"]  # fmt: skip
         for a in arms:
             if len(found[a]):
                 r = found[a].iloc[0]
                 text = mean_std(r.test_acc_mean, r.test_acc_std)
-                row.append(f"**{text}**" if r.test_acc_mean == best[a] else text)
+                row += [f"**{text}**" if r.test_acc_mean == best[a] else text, f"{r.epochs_to_best_median:g}"]
             else:
-                row.append("—")
-        tested = [by_claim[(claim, a)] for a in arms if (claim, a) in by_claim] if claim else []
-        row.append(tested[0]["text"] if tested else "—")
-        for a in arms:
-            c = by_claim.get((claim, a)) if claim else None
-            row.append("—" if c is None else f"{c['estimate']} {c['ci']} {c['verdict_text']}")
+                row += ["—", "—"]
         rows.append(row)
-    metric = _("test acc (%)")
-    cols = [_("setting"), _("seed report (val acc, 1 run)")]
-    cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": metric} for a in arms]
-    cols += [_("claim")]
-    cols += [_("%(arm)s: claim B − A (pp) [95%% CI], verdict") % {"arm": _(ARMS[a])} for a in arms]
+    cols = [_("setting"), _("seed report: val acc / epochs")]
+    for a in arms:
+        cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": _(what)}
+                 for what in (N_("test acc (%)"), N_("epochs to best (median)"))]  # fmt: skip
     return markdown_table(pd.DataFrame(rows, columns=cols))
-
-
-def headline_sentences(claims: list[dict[str, str]], lang: str) -> list[str]:
-    """One sentence per claim that some arm decided (supported or contradicted), with every arm's verdict."""
-    _ = translator(lang)
-    by_text: dict[str, list[dict[str, str]]] = {}
-    for c in claims:
-        by_text.setdefault(c["text"], []).append(c)
-    out = []
-    for text, rows in by_text.items():
-        if all(r["verdict"] == "inconclusive" for r in rows):
-            continue
-        parts = [_("%(verdict)s in the %(arm)s arm (%(estimate)s pp, 95%% CI %(ci)s)")
-                 % {"verdict": r["verdict_text"], "arm": r["arm_text"], "estimate": r["estimate"], "ci": r["ci"]}
-                 for r in rows]  # fmt: skip
-        out.append(_("*%(claim)s*: %(verdicts)s.") % {"claim": text, "verdicts": _("; ").join(parts)})
-    if not out:
-        out.append(_("No claim was decided in either arm: every verdict is inconclusive at this study's power."))
-    return out
-
-
-def discussion_paragraphs(claims: list[dict[str, str]], searches: list[dict[str, Any]], cite: Callable[[str], str],
-                          dropout: str, hidden: str, lang: str) -> list[str]:  # fmt: skip
-    """Exploratory explanations of the verdicts that reverse or fail to reproduce the seed report's, each
-    written only when the data show that verdict, citing the literature that predicts it."""
-    _ = translator(lang)
-    verdict = {(c["claim"], c["arm"]): c for c in claims}
-    out = []
-    adam_rep, adam_tuned = verdict.get(("adam_beats_sgd", "replication")), verdict.get(("adam_beats_sgd", "tuned"))
-    if adam_rep and adam_tuned and adam_rep["verdict"] == "supported" and adam_tuned["verdict"] != "supported":
-        sgd = next((s for s in searches if s.get("optimizer") == "sgd" and s.get("arch") == "mlp"
-                    and s.get("variant", "BPNN") == "BPNN" and s.get("lr")), None)  # fmt: skip
-        rate = ""
-        if sgd and sgd["seed_lr"]:
-            rate = _(" (the search chose %(lr)s, %(ratio)s× the seed's %(seed)s)") % {
-                "lr": sgd["lr_text"], "ratio": sgd["ratio_text"], "seed": sgd["seed_lr"]}  # fmt: skip
-        out.append(_("**Tuned SGD matches Adam.** At the seed report's rates Adam is ahead by %(rep)s pp; with each "
-                     "optimizer at its own searched rate%(rate)s the difference is %(tuned)s pp, %(verdict)s. The "
-                     "seed's SGD rate was too low for this network, not SGD too weak: with its rate tuned, plain SGD "
-                     "does as well as Adam, as Wilson et al. %(ref)s found of adaptive methods against well-tuned SGD.")
-                   % {"rep": adam_rep["estimate"], "rate": rate, "tuned": adam_tuned["estimate"],
-                      "verdict": adam_tuned["verdict_text"], "ref": cite("wilson")})  # fmt: skip
-    dropout_hurts = [c for c in claims if c["claim"].startswith("dropout_improves") and c["verdict"] == "contradicted"]
-    if dropout_hurts:
-        worst = min(dropout_hurts, key=lambda c: float(c["estimate"]))
-        out.append(_("**Dropout at p = %(p)s lowers accuracy here.** Dropping each of only %(hidden)s hidden units "
-                     "with probability %(p)s leaves the layer a fraction of its width at every step: on a network "
-                     "this small, dropout costs more capacity than it saves in overfitting, up to %(worst)s pp "
-                     "(%(claim)s, %(arm)s arm). Srivastava et al. %(ref)s used p = 0.5 on layers of "
-                     "1,024 units and more, with max-norm constraints and long training; on a layer of %(hidden)s "
-                     "units a smaller p, or none, is the better choice.")
-                   % {"p": dropout, "hidden": hidden, "worst": worst["estimate"], "claim": worst["text"],
-                      "arm": worst["arm_text"], "ref": cite("srivastava")})  # fmt: skip
-    bn_dp = [c for c in claims if c["claim"].startswith("bn_dp_worse")]
-    below_bn = [c for c in bn_dp if c["verdict"] == "inconclusive" and float(c["estimate"]) > 0 and "+DP" not in c["b"]]
-    if bn_dp and len(below_bn) == len(bn_dp):
-        ordered = sorted((c["estimate"] for c in below_bn), key=float)
-        low, high = ordered[0], ordered[-1]
-        out.append(_("**BN with dropout.** The seed report found BN+DP worse than BN alone, and so do our runs: in "
-                     "every arm and with every optimizer BN+DP is below BN alone, by %(low)s to %(high)s pp. The "
-                     "claim as declared asks for it to be worse than both BN and DP alone, which the "
-                     "intersection–union test does not confirm at this study's power. Li et al. %(ref)s explain when "
-                     "the combination hurts: dropout changes a unit's variance between training and test, and a BN "
-                     "layer after it keeps the variance it saw in training (the variance shift). In this network "
-                     "dropout comes after the only BN layer, so no BN layer sees that shift; what BN+DP loses against "
-                     "BN is of the size of what dropout costs on its own (above).")
-                   % {"low": low, "high": high, "ref": cite("li")})  # fmt: skip
-    bn = [c for c in claims if c["claim"].startswith("bn_improves")]
-    if bn and all(c["verdict"] == "inconclusive" for c in bn):
-        largest = max(bn, key=lambda c: float(c["estimate"]))
-        out.append(_("**No BN gain survives.** The seed report's largest gain, BN's, is not confirmed in any arm: the "
-                     "largest difference is %(est)s pp (%(claim)s, %(arm)s arm, Holm p %(p)s). BN %(ref)s was made "
-                     "to speed up and stabilise the training of deep networks; with one hidden layer it has little to "
-                     "do, and what it does is within this study's minimum detectable effect.")
-                   % {"est": largest["estimate"], "claim": largest["text"], "arm": largest["arm_text"],
-                      "p": largest["p_holm"], "ref": cite("ioffe")})  # fmt: skip
-    return out
 
 
 def machine_summary() -> str:
@@ -391,7 +272,7 @@ def provenance(runs: pd.DataFrame, trials: dict[str, pd.DataFrame], dataset: dic
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return {
-        "config_yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(),
+        "config_digest": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16],
         "versions": versions,
         "python": platform.python_version(),
         "commits": sorted(set(runs["git_commit"].dropna())) or ["unknown"],
@@ -536,7 +417,6 @@ def build_context(
     all_table3 = pd.read_csv(tables_dir / "table3.csv")
     runs = pd.read_csv(tables_dir / "runs.csv")
     all_comparisons = pd.read_csv(tables_dir / "comparisons.csv")
-    claims = claim_rows(pd.read_csv(tables_dir / "claims.csv"), lang)
     budget = pd.read_csv(tables_dir / "budget.csv")
     arm = main_arm(runs["arm"])  # the arm the descriptive text shows; the tables show every arm
     table1, table2 = all_table1[all_table1["arm"] == arm], all_table2[all_table2["arm"] == arm]
@@ -576,9 +456,6 @@ def build_context(
     dropout_text = " / ".join(f"{p:g}" for p in config["grid"]["dropout"] if p > 0) or "—"
     rec = recogniser_summary(read_json(recogniser_json), lang)
     numbering = Numbering(lang)
-    cnn_mdes = join_list([_("%(mde)s pp in the %(arm)s arm (observed: %(est)s pp)")
-                          % {"mde": c["mde"], "arm": c["arm_text"], "est": c["estimate"]}
-                          for c in claims if c["claim"].startswith("cnn_beats_bpnn")], lang)  # fmt: skip
     return {
         "lang": lang,
         "numbering": numbering,
@@ -590,15 +467,10 @@ def build_context(
         "lst": lambda items: join_list(items, lang),
         "num": fmt_int,
         "hidden": hidden,
-        "summary_md": summary_markdown(all_table2, all_table3, claims, lang),
-        "headline": headline_sentences(claims, lang),
-        # called where the template shows it, so that its citations are numbered in reading order
-        "discussion": lambda: discussion_paragraphs(claims, searches, numbering.cite, dropout_text, hidden, lang),
+        "summary_md": summary_markdown(all_table2, all_table3, lang),
         "searches_md": searches_markdown(searches, lang),
         "recogniser_md": recogniser_markdown(rec, lang),
         "cnn_layers": cnn_layers_text(config["cnn"]["conv"], config["cnn"]["hidden"], lang),
-        "cnn_mdes": cnn_mdes,
-        "claim_names": join_list([f"`{c}`" for c in config["protocol"]["claims"]], lang),
         "replication_rates": join_list(
             [f"{optimizer_name(o)} {lr}" for o, lr in config["protocol"]["replication_lr"].items()], lang
         ),  # fmt: skip
@@ -636,10 +508,7 @@ def build_context(
         "main_arm_text": _(ARMS[arm]),
         "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
         "protocol": {**config["protocol"], "primary_text": _(PRIMARY[config["protocol"]["primary_metric"]])},
-        "claims": claims,
-        "claims_md": claims_markdown(claims, lang),
-        "n_supported": sum(c["verdict"] == "supported" for c in claims),
-        "n_contradicted": sum(c["verdict"] == "contradicted" for c in claims),
+        **claims_context(pd.read_csv(tables_dir / "claims.csv"), config, lang, numbering.cite, dropout_text, hidden),
         "budget_md": budget_markdown(budget, lang),
         "per_cell": bool(config["search"]["per_cell"]),
         "cnn_seeds": config["cnn"].get("seeds") or config["grid"]["seeds"],
@@ -807,7 +676,8 @@ def write_report(
         else:
             optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
             grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
-            claims_forest(Path(tables_dir) / "claims.csv", fig_dir, lang=lang, formats=png)
+            claims_forest(Path(tables_dir) / "claims.csv", fig_dir, lang=lang, formats=png,
+                          labels=statements(config["protocol"], lang))  # fmt: skip
             if config["cnn"]["enabled"]:
                 deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
             if studies:

@@ -41,6 +41,8 @@ class TrainSettings:
     collapse_loss_factor: float = 10.0
     collapse_chance_epochs: int = 3
     collapse_chance_margin: float = 0.05
+    split_per_seed: bool = False  # each seed draws its own train/validation split (nnstudy.mnist.resplit)
+    split_seed: int = 0
 
     @classmethod
     def from_config(cls, section: dict[str, Any], **overrides: Any) -> TrainSettings:

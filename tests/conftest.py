@@ -156,6 +156,13 @@ def write_small_study(workdir: Path) -> dict:
     return config
 
 
+#: a claim a user declares in their own config (see test_report.py and test_pipeline.py)
+USER_CLAIM = {"id": "user_bn_val", "family": "extension", "metric": "best_val_acc", "direction": "increase",
+              "a": {"optimizer": "sgd"}, "b": {"optimizer": "sgd", "batchnorm": True},
+              "statement": {"en": "BN raises the validation accuracy of SGD (a user's claim)",
+                            "zh": "BN 提高 SGD 的验证准确率（用户声明的论断）"}}  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def study(tmp_path_factory):
     """The whole test study, run once with real Snakemake (--cores 8 on this machine's cores) inside a
@@ -165,6 +172,9 @@ def study(tmp_path_factory):
     config = write_small_study(workdir)
     # the one study whose report is rendered in both languages and shows the recogniser's page
     config["report"].update(languages=["en", "zh"], gui_screenshot=True)
+    # a user's own claim beside the default config's: declared as data, tested and reported with no code change
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["protocol"]["claims"]
+    config["protocol"]["claims"] = [*default, USER_CLAIM]
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "--cores", "8")
     assert proc.returncode == 0, proc.stderr[-4000:]

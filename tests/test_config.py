@@ -55,7 +55,7 @@ def test_default_grid_is_the_seed_study():
     assert study_cell(config, "lr-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn")
     assert Cell.parse("rep-cnn-adam-bn0-dp0") == Cell("adam", False, 0.0, "cnn", "replication")
     assert Cell.parse("cnn-adam-bn0-dp0").arch == "cnn" and Cell.parse("cnn-adam-bn0-dp0").variant == "CNN"
-    assert len(config["grid"]["seeds"]) == 10 and cell_seeds(config, cells[-1]) == [1, 2, 3, 4, 5]
+    assert len(config["grid"]["seeds"]) == 16 and cell_seeds(config, cells[-1]) == [1, 2, 3, 4, 5]
     config["search"]["per_cell"] = False
     assert study_names(config) == ["lr-adam", "lr-cnn-adam", "lr-sgd"]
     assert Cell.parse("sgd-bn0-dp0").variant == "BPNN" and Cell.parse("sgd-bn1-dp0.5").variant == "BPNN+BN+DP"
@@ -75,7 +75,12 @@ def test_default_grid_is_the_seed_study():
         (("mlflow", "experiment_prefix"), "a/b", "is not a safe name"),
         (("data", "train_size"), 55000, "exceeds MNIST's 60000"),
         (("protocol", "replication_lr"), {"sgd": 0.02}, r"protocol.replication_lr lacks \['adam'\]"),
-        (("cnn", "seeds"), [1, 11], r"cnn.seeds \[11\] are not in grid.seeds"),
+        (("cnn", "seeds"), [1, 17], r"cnn.seeds \[17\] are not in grid.seeds"),
+        (("grid", "dropout"), [0.0, 0.5, 0.5000001], "name the same cell twice"),
+        (("search", "trial_seed_base"), 5, r"grid.seeds and search seeds .* share seeds \[5, 6"),
+        (("protocol", "pilot", "seeds"), [3, 901], r"grid.seeds and protocol.pilot.seeds share seeds \[3\]"),
+        (("protocol", "claims", 2, "b", "dropout"), 0.3, r"bn_acc names dropout 0.3, which grid.dropout"),
+        (("protocol", "claims", 0, "id"), "adam_epochs", "the id 'adam_epochs' is used twice"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):

@@ -195,27 +195,39 @@ def test_deep_vs_shallow_tick_labels_apart_and_no_redundant_legend(tmp_path, dra
 
 
 @pytest.mark.parametrize("lang", LANGS)
-def test_claims_forest_one_row_per_claim_and_arm_coloured_by_verdict(tmp_path, drawn, lang):
+def test_claims_forest_signs_each_claim_toward_its_direction_with_both_intervals(tmp_path, drawn, lang):
+    """A panel for accuracy and one for epochs; each claim in each arm drawn so that right of 0 is the
+    claimed direction, with its unadjusted interval (thick) and its Holm-level interval (thin), coloured by
+    verdict, labelled by its statement; components marked."""
     claims = pd.DataFrame({
-        "arm": ["replication"] * 2 + ["tuned"] * 2, "claim": ["adam_beats_sgd", "bn_improves:sgd"] * 2,
-        "estimate": [0.7, -0.1, 0.05, 0.3], "ci_low": [0.5, -0.3, -0.1, 0.1], "ci_high": [1.0, 0.1, 0.2, 0.5],
-        "verdict": ["supported", "inconclusive", "inconclusive", "contradicted"], "mde": 0.3,
+        "arm": ["replication"] * 3 + ["tuned"] * 3, "claim": ["adam_acc", "bn_epochs", "below_bn"] * 2,
+        "role": ["claim", "claim", "component"] * 2, "metric": ["test_acc", "epochs_to_best", "test_acc"] * 2,
+        "direction": ["increase", "decrease", "decrease"] * 2,
+        "estimate": [0.7, -4.0, -0.2, 0.05, 2.0, 0.1], "ci_low": [0.5, -6.0, -0.3, -0.1, 1.0, -0.1],
+        "ci_high": [1.0, -2.0, -0.1, 0.2, 3.0, 0.3], "ci_adj_low": [0.4, -7.0, -0.4, -0.2, 0.5, -0.2],
+        "ci_adj_high": [1.1, -1.0, 0.0, 0.3, 3.5, 0.4],
+        "verdict": ["supported", "supported", "inconclusive", "inconclusive", "contradicted", "inconclusive"],
     })  # fmt: skip
     claims.to_csv(tmp_path / "claims.csv", index=False)
-    assert_written(claims_forest(tmp_path / "claims.csv", tmp_path / "out", lang=lang), ["claims_forest"])
+    labels = {"adam_acc": "Adam beats SGD", "bn_epochs": "BN cuts epochs", "below_bn": "below BN"}
+    written = claims_forest(tmp_path / "claims.csv", tmp_path / "out", lang=lang, labels=labels)
+    assert_written(written, ["claims_forest"])
     fig = drawn["claims_forest"]
-    [ax] = fig.axes
-    intervals = [line for line in ax.lines if line.get_color() in figures.VERDICT_COLOURS.values()]
-    assert sorted(tuple(line.get_xdata()) for line in intervals) == sorted(zip(claims["ci_low"], claims["ci_high"]))
-    colour = {tuple(line.get_xdata()): line.get_color() for line in intervals}
-    assert colour[(0.5, 1.0)] == figures.VERDICT_COLOURS["supported"]
-    assert colour[(0.1, 0.5)] == figures.VERDICT_COLOURS["contradicted"]
-    assert any(list(line.get_xdata()) == [0, 0] for line in ax.lines)  # the line at no difference
-    markers = {c.get_paths()[0].vertices.shape for c in ax.collections}
-    assert len(markers) == 2  # the arms have different markers
+    accuracy, epochs = fig.axes
+    coloured = figures.VERDICT_COLOURS.values()
+    spans = {ax: [tuple(line.get_xdata()) for line in ax.lines if line.get_color() in coloured]
+             for ax in (accuracy, epochs)}  # fmt: skip
+    assert (0.5, 1.0) in spans[accuracy] and (0.4, 1.1) in spans[accuracy]  # increase: as it is
+    assert (2.0, 6.0) in spans[epochs] and (1.0, 7.0) in spans[epochs]  # decrease: mirrored, > 0 as claimed
+    assert (-3.0, -1.0) in spans[epochs]  # the tuned arm's epochs, the wrong way: left of 0
+    widths = {line.get_linewidth() for line in accuracy.lines if line.get_color() in figures.VERDICT_COLOURS.values()}
+    assert len(widths) == 2  # thin (adjusted) and thick (unadjusted)
+    colour = {tuple(line.get_xdata()): line.get_color() for line in epochs.lines}
+    assert colour[(-3.0, -1.0)] == figures.VERDICT_COLOURS["contradicted"]
+    ticks = [t.get_text() for t in accuracy.get_yticklabels()]
+    assert ticks == ["Adam beats SGD", "↳ below BN"]
     text = all_text(fig)
-    assert use_language(lang)["arm_tuned"] in text and use_language(lang)["contradicted"] in text
-    assert use_language(lang)["claim_adam_beats_sgd"] in text
+    assert use_language(lang)["arm_tuned"] in text and use_language(lang)["ci_adjusted"] in text
     assert fig.smallest_pt >= READABLE_PT
 
 

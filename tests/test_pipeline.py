@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, clean_env, snakemake
+from conftest import REPO, USER_CLAIM, clean_env, snakemake
 from mlflow.tracking import MlflowClient
 
 from nnstudy.tracking import study_store
@@ -81,22 +81,35 @@ def test_the_recogniser_is_measured_on_test_digits_through_its_own_path(study, t
 
 
 def test_claims_csv_holds_every_claim_of_both_arms(study):
-    """claims.csv: the declared family in both arms, Holm-adjusted as one family, with verdicts from the
-    three allowed words; the CNN claim is paired on the CNN's seeds."""
+    """claims.csv: every declared claim of the default config in both arms (components beside their
+    composite), Holm-adjusted within each family, with verdicts from the three allowed words; the epochs
+    claims by the sign-flip test, the accuracy claims by the t-test."""
     workdir, config = study
     claims = pd.read_csv(workdir / "results/tables/claims.csv")
-    expected = ["adam_beats_sgd", "bn_improves:sgd", "dropout_improves:sgd", "bn_dp_worse_than_best_single:sgd",
-                "bn_improves:adam", "dropout_improves:adam", "bn_dp_worse_than_best_single:adam",
-                "cnn_beats_bpnn:adam"]  # fmt: skip
-    assert list(claims["arm"]) == ["replication"] * 8 + ["tuned"] * 8
-    assert list(claims["claim"]) == expected * 2
-    assert list(claims.columns[:12]) == ["arm", "claim", "metric", "n", "estimate", "ci_low", "ci_high", "p_value",
-                                         "p_holm", "p_wilcoxon", "effect_size", "mde"]  # fmt: skip
-    assert set(claims["metric"]) == {"test_acc"} and (claims["n"] == 2).all()
+    declared = [c["id"] for c in config["protocol"]["claims"]]
+    declared += [p["id"] for c in config["protocol"]["claims"] for p in c.get("components", [])]
+    for arm in ("replication", "tuned"):
+        assert sorted(claims.loc[claims["arm"] == arm, "claim"]) == sorted(declared), arm
+    assert list(dict.fromkeys(claims["family"])) == ["seed", "extension"]
+    assert set(claims["method"]) == {"t", "sign-flip"}
+    assert (claims.loc[claims["metric"] == "epochs_to_best", "method"] == "sign-flip").all()
     assert set(claims["verdict"]) <= {"supported", "contradicted", "inconclusive"}
-    tested = claims.dropna(subset=["p_value"])
-    assert (tested["p_holm"] >= tested["p_value"] - 1e-12).all()
+    tested = claims[claims["role"] == "claim"]
+    assert (tested["p_holm"] >= tested["p_value"] - 1e-12).all() and claims["n"].eq(2).all()
     assert ((claims["ci_low"] <= claims["estimate"] + 1e-9) & (claims["estimate"] <= claims["ci_high"] + 1e-9)).all()
+
+
+def test_a_claim_declared_in_a_users_config_is_tested_and_reported(study):
+    """The session study's config adds a claim of its own (conftest.USER_CLAIM): it gets its rows in
+    claims.csv, on its own metric, and its sentence in the report in both languages, with no code change."""
+    workdir, config = study
+    claims = pd.read_csv(workdir / "results/tables/claims.csv")
+    rows = claims[claims["claim"] == USER_CLAIM["id"]]
+    assert list(rows["arm"]) == ["replication", "tuned"] and set(rows["metric"]) == {"best_val_acc"}
+    assert set(rows["family"]) == {"extension"} and rows["p_value"].notna().all()
+    for lang in ("en", "zh"):
+        text = (workdir / f"report/lab_report.{lang}.md").read_text()
+        assert text.count(USER_CLAIM["statement"][lang]) >= 3  # the verdict grid and the claims table (both arms)
     budget = pd.read_csv(workdir / "results/tables/budget.csv")
     assert set(budget["study"]) == {"lr-sgd", "lr-adam", "lr-cnn-adam"}
     for _, curve in budget.groupby("study"):  # the expected best never falls as the budget grows

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 from conftest import REPO, launch_chromium
 
-from nnstudy.report import claim_rows, claims_markdown, comparison_rows
+from nnstudy.claims_text import claim_rows, claims_markdown, verdict_counts
+from nnstudy.report import comparison_rows
 from nnstudy.stats import welch
 
 MEAN_SD = re.compile(r"\d+\.\d+ ± \d+\.\d+")
@@ -53,24 +54,29 @@ def test_every_number_in_the_text_is_in_a_table(study, lang):
         assert key in formatted, key
 
 
+def declared_rows(workdir: Path, config: dict, lang: str) -> list[dict]:
+    return claim_rows(pd.read_csv(workdir / "results/tables/claims.csv"), config["protocol"], lang)
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
-def test_conclusions_state_the_confirmatory_claims_only(study, lang):
-    """The conclusions are the claims of claims.csv, each with its verdict and numbers as the claims table
-    formats them; nothing exploratory is worded as a finding there."""
-    workdir, _ = study
+def test_conclusions_state_the_declared_claims_only(study, lang):
+    """The conclusions count each family's verdicts as claims.csv has them and name only claims some arm
+    decided; each family's claims table is in the text as the tables job computed it."""
+    workdir, config = study
     text = (workdir / f"report/lab_report.{lang}.md").read_text()
     heading = ("## 5 Conclusions", "## References") if lang == "en" else ("## 五、结论", "## 参考文献")
     conclusions = text.split(heading[0])[1].split(heading[1])[0]
-    claims = pd.read_csv(workdir / "results/tables/claims.csv")
-    rows = claim_rows(claims, lang)
-    bullets = [line for line in conclusions.splitlines() if line.startswith("- ")]
-    assert len(bullets) == len(rows) == 16
-    for row, line in zip(rows, bullets, strict=True):
-        assert f"*{row['text']}*" in line and f"**{row['verdict_text']}**" in line, line
-        for field in ("estimate", "ci", "p_holm", "n", "mde"):
-            assert row[field] in line, (field, line)
+    rows = declared_rows(workdir, config, lang)
+    for family, counts in verdict_counts(rows).items():
+        n = sum(counts.values())
+        said = (f"{counts['supported']} of {n} rows supported" if lang == "en"
+                else f"{n} 行中 {counts['supported']} 行得到支持")  # fmt: skip
+        assert said in conclusions, (family, said)
+        assert claims_markdown(rows, family, lang) in text
+    decided = {r["text"] for r in rows if r["role"] == "claim" and r["verdict"] != "inconclusive"}
+    named = {line for line in conclusions.splitlines() if line.startswith("- *")}
+    assert len(named) == len(decided) and all(any(f"*{t}*" in line for line in named) for t in decided)
     assert "significant" not in conclusions and "显著" not in conclusions
-    assert claims_markdown(rows, lang) in text  # the claims table, as the tables job computed it
 
 
 def test_pdfs_are_made_with_cjk_fonts(study):
@@ -171,7 +177,7 @@ ZH_ALLOWED = {"Adam", "SGD", "BN", "DP", "BP", "BPNN", "CNN", "ReLU", "MNIST", "
               "TPE", "BCa", "Holm", "Wilcoxon", "Welch", "LeNet", "CS231n", "softmax", "float", "Dropout", "He",
               "Kingma", "Ba", "RMSprop", "Srivastava", "Dodge", "Li", "Wilson", "PNG", "px", "MDE", "d_z", "B", "A",
               "k", "n", "p", "t", "pp", "Python", "GUI", "CI", "Git", "Linux", "AMD", "EPYC", "Intel", "Xeon", "x86_64",
-              "logical", "cores", "nnstudy", "N", "X", "g", "z", "sqrt", "_B"}  # fmt: skip
+              "logical", "cores", "nnstudy", "N", "X", "g", "z", "sqrt", "_B", "m"}  # fmt: skip
 
 
 def zh_prose(markdown: str) -> str:
@@ -206,8 +212,9 @@ def markdown_rows(section: str) -> list[list[str]]:
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_the_summary_comes_first_and_its_numbers_are_the_tables(study, lang):
     """The results summary follows the abstract, before the method; its accuracies are Table 2's and the
-    CNN table's (the same formatted strings), and its claim cells are claims.csv as the claims table has it."""
-    workdir, _ = study
+    CNN table's (the same formatted strings); its verdict grid has every declared claim of both families in
+    every arm, with claims.csv's verdicts and estimates."""
+    workdir, config = study
     text = (workdir / f"report/lab_report.{lang}.md").read_text()
     headings = re.findall(r"^## (.+)$", text, re.M)
     summary_title = "Summary of results" if lang == "en" else "结果摘要"
@@ -216,12 +223,14 @@ def test_the_summary_comes_first_and_its_numbers_are_the_tables(study, lang):
     rows = markdown_rows(summary)
     assert len(rows) >= 5
     tables = "".join((workdir / f"results/tables/table{i}.md").read_text() for i in (2, 3))
-    cells = [cell.strip("*") for row in rows for cell in row[2:4] if cell != "—"]
+    cells = [cell.strip("*") for row in rows for cell in (row[2], row[4]) if cell != "—"]
     assert len(cells) >= 10 and all(cell in tables for cell in cells), cells
-    claims = {f"{c['estimate']} {c['ci']} {c['verdict_text']}"
-              for c in claim_rows(pd.read_csv(workdir / "results/tables/claims.csv"), lang)}  # fmt: skip
-    stated = [cell for row in rows for cell in row[5:] if cell != "—"]
-    assert len(stated) >= 8 and set(stated) <= claims, set(stated) - claims
+    grid_caption = "**Table 2.**" if lang == "en" else "**表 2**"
+    grid = markdown_rows(summary.split(grid_caption)[1])
+    claims = [r for r in declared_rows(workdir, config, lang) if r["role"] == "claim"]
+    expected = {(r["text"], f"{r['verdict_text']}, {r['estimate']} {r['unit']}") for r in claims}
+    stated = {(row[1], cell) for row in grid for cell in row[2:]}
+    assert stated == expected and {row[0] for row in grid} == {r["family_text"] for r in claims}
     assert f"figures/{lang}/claims_forest.png" in summary
 
 

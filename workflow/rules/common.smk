@@ -1,6 +1,9 @@
+import json
 import os
 
 from snakemake.utils import validate
+
+from nnstudy.pilot import pilot_jobs
 
 from nnstudy.config import (
     ConfigError,

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 from nnstudy.jobs import start_job
@@ -7,6 +8,6 @@ start_job(snakemake)
 write_tables(
     snakemake.input.results,
     Path(snakemake.output.runs).parent,
-    protocol=snakemake.config["protocol"],
+    protocol=json.loads(snakemake.params.protocol),
     trial_paths=snakemake.input.trials,
 )
