@@ -174,20 +174,32 @@ def sign_flip_test(d: np.ndarray) -> float:
     return float(result.pvalue)
 
 
+def subset_means(d: np.ndarray) -> np.ndarray:
+    """The means of every non-empty subset of ``d``: where the sign-flip test's p-value of ``d - s`` can
+    change as the shift s moves (Hartigan 1969), so the ends of its interval are among them."""
+    masks = (np.arange(1, 2 ** len(d))[:, None] >> np.arange(len(d))) & 1
+    return np.unique((masks @ d) / masks.sum(axis=1))
+
+
 def sign_flip_interval(d: np.ndarray, alpha: float, tolerance: float = 1e-3) -> tuple[float, float]:
-    """The shifts s for which the sign-flip test of ``d - s`` keeps the null at level alpha: each end found
-    by bisection between the mean (p = 1) and a shift far enough that every sign pattern is rejected."""
+    """The shifts s for which the sign-flip test of ``d - s`` keeps the null at level alpha (p > alpha).
+    Each end is bracketed by bisection between the mean (p = 1) and a shift far enough to reject, then
+    snapped to the subset mean in the bracket where the kept set ends (it is closed there)."""
     mean = float(d.mean())
     reach = float(np.ptp(d)) + float(np.abs(d - mean).max()) + 1.0
+    kept = lambda shift: sign_flip_test(d - shift) > alpha  # noqa: E731
+    breaks = subset_means(d) if len(d) <= 20 else np.array([])
 
     def end(direction: int) -> float:
         inside, outside = mean, mean + direction * reach
-        if sign_flip_test(d - outside) > alpha:  # too few pairs to reject anything at this level
+        if kept(outside):  # too few pairs to reject anything at this level
             return float("inf") * direction
         while abs(outside - inside) > tolerance:
             middle = (inside + outside) / 2
-            inside, outside = (middle, outside) if sign_flip_test(d - middle) > alpha else (inside, middle)
-        return inside
+            inside, outside = (middle, outside) if kept(middle) else (inside, middle)
+        low, high = sorted((inside, outside))
+        candidates = [b for b in breaks[(breaks >= low) & (breaks <= high)] if kept(b)]
+        return max(candidates, key=lambda b: direction * b) if candidates else inside
 
     return end(-1), end(+1)
 

@@ -77,6 +77,17 @@ def test_the_sign_flip_test_is_exact_and_its_interval_inverts_it():
     assert sign_flip_interval(np.array([1.0, 2.0]), 0.05) == (-np.inf, np.inf)  # 2 pairs reject nothing at 5 %
 
 
+def test_the_sign_flip_interval_excludes_zero_exactly_when_its_test_rejects():
+    """Integer differences put an end of the kept set exactly at 0 often: the interval's ends are the subset
+    means where the kept set ends (closed), not a bisection point just inside."""
+    rng = np.random.default_rng(1)
+    for _ in range(150):
+        d = rng.integers(-3, 6, int(rng.integers(5, 11))).astype(float)
+        for level in (0.05, 0.05 / 18 * 4):
+            low, high = sign_flip_interval(d, level)
+            assert (low > 0 or high < 0) == (sign_flip_test(d) <= level), (d, level, low, high)
+
+
 def test_power_minimum_detectable_effect_and_planned_seeds():
     assert paired_power(0.0, 10) == pytest.approx(0.05)  # no effect: the test's level
     d10 = minimum_detectable_d(10)
