@@ -95,7 +95,19 @@ def fmt_num(value: float | None, digits: int = 2, signed: bool = False) -> str:
         return "—"
     if round(value, digits) == 0:  # no "-0.00"
         value = 0.0
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return text.replace("-", "−")  # the true minus sign, as every number in the report has it
+
+
+def seed_spans(seeds: Iterable[int]) -> list[str]:
+    """[1, 2, 3, 5, 901, 902] -> ["1–3", "5", "901–902"]: runs of consecutive seeds as ranges."""
+    spans: list[list[int]] = []
+    for seed in sorted(int(s) for s in seeds):
+        if spans and seed == spans[-1][1] + 1:
+            spans[-1][1] = seed
+        else:
+            spans.append([seed, seed])
+    return [f"{a}–{b}" if b > a else f"{a}" for a, b in spans]
 
 
 def fmt_sci(value: float, digits: int = 0) -> str:
@@ -145,25 +157,9 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
         picks = sorted({k for k in (1, 2, 5, 10, 20, n) if k <= n})
         values = group.set_index("k")["expected_best_val_acc"]
         rows.append({_("search"): f"`{study}`", **{f"k = {k}": fmt_num(values[k]) for k in picks}})
-    return markdown_table(pd.DataFrame(rows).fillna("—"))
-
-
-COMPARISON_COLUMNS = [N_("optimizer"), "A", "B", N_("metric"), N_("mean A"), N_("mean B"), "B − A", N_("95% CI"),
-                      N_("p (Welch)"), N_("verdict")]  # fmt: skip
-
-
-def comparisons_markdown(comparisons: pd.DataFrame, lang: str) -> str:
-    _ = translator(lang)
-    if comparisons.empty:
-        return _("(no comparison: the grid has one cell per optimizer)")
-    rows = []
-    for row in comparisons.itertuples():
-        f = comparison_rows(comparisons.loc[[row.Index]], lang)[row.key][row.metric]
-        scope = row.key.split(":")[1] if ":" in row.key else "—"
-        values = [optimizer_name(scope), f"{f['a']} (n={f['n_a']})", f"{f['b']} (n={f['n_b']})", f["metric_text"],
-                  f["mean_a"], f["mean_b"], f["diff"], f["ci"], f["p"], f["verdict_text"]]  # fmt: skip
-        rows.append(dict(zip([_(c) for c in COMPARISON_COLUMNS], values, strict=True)))
-    return markdown_table(pd.DataFrame(rows))
+    frame = pd.DataFrame(rows).fillna("—")
+    budgets = sorted((c for c in frame.columns if c.startswith("k = ")), key=lambda c: int(c.removeprefix("k = ")))
+    return markdown_table(frame[[c for c in frame.columns if c not in budgets] + budgets])
 
 
 def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
@@ -465,6 +461,7 @@ def build_context(
         "tabref": numbering.tabref,
         "cite": numbering.cite,
         "lst": lambda items: join_list(items, lang),
+        "spans": lambda seeds: join_list(seed_spans(seeds), lang),
         "num": fmt_int,
         "hidden": hidden,
         "summary_md": summary_markdown(all_table2, all_table3, lang),
@@ -501,7 +498,6 @@ def build_context(
         "cnn_conv": config["cnn"]["conv"],
         "cnn_hidden": config["cnn"]["hidden"],
         "cnn_decay": cnn_decay(config),
-        "comparisons_md": comparisons_markdown(comparisons, lang),
         "cmp": comparison_rows(comparisons, lang),
         "seed_md": seed_comparison(all_table1, all_table2, lang),
         "main_arm": arm,

@@ -187,6 +187,22 @@ td.num, th.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 """
 
 
+def cell_text(value: object) -> str:
+    """A cell as a person reads it: floats to 4 significant digits (0.723, not 0.7230000000000019; 1.52e-04
+    for a small p), the true minus sign, nothing for a missing value."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.3e}" if value != 0 and abs(value) < 1e-3 else f"{value:.4g}"
+        return text.replace("-", "−")
+    return str(value)
+
+
+#: the columns a reader looks at first, moved to the front of the HTML views (the CSV keeps its order)
+FIRST_COLUMNS = {"claims": ["family", "arm", "claim", "verdict", "metric", "estimate", "ci_adj_low", "ci_adj_high",
+                            "p_holm"]}  # fmt: skip
+
+
 def html_table(frame: pd.DataFrame, title: str) -> str:
     """A standalone HTML page with ``frame`` as a table (numbers right-aligned), for ``snakemake --report``,
     which shows HTML in place where it offers CSV only as a download."""
@@ -200,9 +216,7 @@ def html_table(frame: pd.DataFrame, title: str) -> str:
     head = "".join(f'<th class="{kinds[c]}">{html.escape(str(c))}</th>' for c in frame.columns)
     rows = []
     for _, row in frame.iterrows():
-        cells = "".join(
-            f'<td class="{kinds[c]}">{"" if pd.isna(v) else html.escape(str(v))}</td>' for c, v in row.items()
-        )
+        cells = "".join(f'<td class="{kinds[c]}">{html.escape(cell_text(v))}</td>' for c, v in row.items())
         rows.append(f"<tr>{cells}</tr>")
     table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
     return HTML_PAGE.format(title=html.escape(title), table=table)
@@ -288,5 +302,7 @@ def write_tables(
              "runs": runs, "claims": tables["claims"], "comparisons": tables["comparisons"],
              "budget": tables["budget"]}  # fmt: skip
     for name, frame in shown.items():
+        first = [c for c in FIRST_COLUMNS.get(name, []) if c in frame.columns]
+        frame = frame[first + [c for c in frame.columns if c not in first]]
         atomic_write_text(out_dir / f"{name}.html", html_table(frame, TABLE_TITLES[name]))
     return tables

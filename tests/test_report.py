@@ -19,8 +19,8 @@ from nnstudy.stats import welch
 
 MEAN_SD = re.compile(r"\d+\.\d+ ± \d+\.\d+")
 STATEMENT = re.compile(  # the en and zh wordings of macros.j2's stat()
-    r"(?P<b>[\w+]+) (?P<mb>-?\d+\.\d+) (?:vs|对比) (?P<a>[\w+]+) (?P<ma>-?\d+\.\d+)(?:; |；)B − A = "
-    r"(?P<diff>[+-]\d+\.\d+)(?:, |，)95% (?:CI|置信区间) (?P<ci>\[[^\]]+\])(?:, |，)p (?:= )?(?P<p>[<\d. ]+?)(?:, |，)"
+    r"(?P<b>[\w+]+) (?P<mb>−?\d+\.\d+) (?:vs|对比) (?P<a>[\w+]+) (?P<ma>−?\d+\.\d+)(?:; |；)B − A = "
+    r"(?P<diff>[+−]\d+\.\d+)(?:, |，)95 % (?:CI|置信区间) (?P<ci>\[[^\]]+\])(?:, |，)p (?:= )?(?P<p>[<\d. ]+?)(?:, |，)"
     r"n = (?P<nb>\d+)/(?P<na>\d+)"
 )
 
@@ -205,8 +205,10 @@ def test_no_literal_asterisks_in_the_rendered_text(study, lang):
 
 def markdown_rows(section: str) -> list[list[str]]:
     """The body rows of the first Markdown table in ``section``, cells stripped."""
-    lines = [line for line in section.splitlines() if line.startswith("|")]
-    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    lines = section.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[start + 2 : end]]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -296,7 +298,7 @@ def test_one_template_and_a_complete_catalog():
     templates = REPO / "report" / "templates"
     assert [p.name for p in templates.glob("*.md.j2")] == ["lab_report.md.j2"]
     keywords = {"_": None, "N_": None}
-    found = {m for source in ("report.py", "figures.py")
+    found = {m for source in ("report.py", "figures.py", "claims_text.py", "i18n.py")
              for _, m, *_ in extract_from_file("python", REPO / "nnstudy" / source, keywords=keywords)}  # fmt: skip
     for name in ("lab_report.md.j2", "macros.j2"):
         found |= {m for _, m, *_ in extract_from_file("jinja2", templates / name, options={"trimmed": "true"})}
