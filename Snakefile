@@ -1,5 +1,7 @@
 # nnstudy: the seed lab report's MNIST study as a Snakemake workflow.
 #   snakemake --cores N          run everything (see README.md)
+import os
+
 from snakemake.utils import min_version
 
 from nnstudy.slurm import explain as explain_slurm_limits
@@ -7,7 +9,9 @@ from nnstudy.slurm import explain as explain_slurm_limits
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# the default study, found beside this Snakefile whatever the working directory (--directory, -s from
+# elsewhere); a --configfile given on the command line overrides its keys
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -148,11 +148,22 @@ def check_config(config: dict[str, Any]) -> None:
             CNNSpec(conv=tuple(tuple(c) for c in cnn["conv"]), hidden=tuple(cnn["hidden"]))
         except ValueError as exc:
             raise ConfigError(f"cnn.conv: {exc}") from None
+    check_network_size(config)
     check_protocol(config)
     if data["train_size"] + data["val_size"] > 60_000:
         raise ConfigError(
             f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
         )
+
+
+def check_network_size(config: dict[str, Any]) -> None:
+    """The BP network's size, checked before any job (nnlib's MLPSpec refuses more than MAX_PARAMS)."""
+    from nnlib import MLPSpec
+
+    try:
+        MLPSpec(hidden=tuple(config["training"]["hidden"]))
+    except ValueError as exc:
+        raise ConfigError(f"training.hidden: {exc}; use fewer or narrower hidden layers") from None
 
 
 def check_protocol(config: dict[str, Any]) -> None:

@@ -34,9 +34,24 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+#: what every grid result holds, whatever its status
+RESULT_KEYS = ("cell", "seed", "status", "optimizer", "batchnorm", "dropout")
+
+
+def grid_result(path: str | Path) -> dict:
+    """One grid run's result.json, refused with its path and the repair when it is not one."""
+    result = read_json(path)
+    missing = [k for k in RESULT_KEYS if k not in result] if isinstance(result, dict) else list(RESULT_KEYS)
+    if missing:
+        what = f"valid JSON, but {type(result).__name__} without {', '.join(missing)}"
+        raise ValueError(f"{path}: not a grid run's result ({what}); delete it (rm '{path}') and run the same "
+                         "command to retrain it")  # fmt: skip
+    return result
+
+
 def load_runs(paths: Iterable[str | Path]) -> pd.DataFrame:
     """One row per grid run (no histories), sorted by cell and seed."""
-    results = [read_json(p) for p in paths]  # each file once: the histories make them large
+    results = [grid_result(p) for p in paths]  # each file once: the histories make them large
     rows = [{k: result.get(k) for k in RUN_COLUMNS} for result in results]
     frame = pd.DataFrame(rows, columns=RUN_COLUMNS)
     frame["arch"] = frame["arch"].fillna("mlp")

@@ -1,7 +1,7 @@
 """Write (or check) the key reference of docs/configuration.md from workflow/schemas/config.schema.yaml.
 
-    python scripts/config_reference.py          # rewrite the reference between its markers
-    python scripts/config_reference.py --check  # exit 1 if the page is not what the schema gives
+python scripts/config_reference.py          # rewrite the reference between its markers
+python scripts/config_reference.py --check  # exit 1 if the page is not what the schema gives
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def test_default_grid_is_the_seed_study():
         (("protocol", "replication_lr"), {"sgd": 0.02}, r"protocol.replication_lr lacks \['adam'\]"),
         (("cnn", "seeds"), [1, 17], r"cnn.seeds \[17\] are not in grid.seeds"),
         (("grid", "dropout"), [0.0, 0.5, 0.5000001], "name the same cell twice"),
+        (("training", "hidden"), [16384, 16384, 16384], r"training.hidden: MLPSpec has 5\d\d,\d{3},\d{3} parameters"),
         (("search", "trial_seed_base"), 5, r"grid.seeds and search seeds .* share seeds \[5, 6"),
         (("protocol", "pilot", "seeds"), [3, 901], r"grid.seeds and protocol.pilot.seeds share seeds \[3\]"),
         (("protocol", "claims", 2, "b", "dropout"), 0.3, r"bn_acc names dropout 0.3, which grid.dropout"),
@@ -177,3 +178,15 @@ def test_the_cnn_has_its_own_schedule_and_the_mlp_keeps_the_training_sections():
     del config["cnn"]["schedule"], config["cnn"]["schedule_gamma"]
     config["training"]["schedule"] = "step"
     assert train_options(config, cnn)["schedule"] == "step"
+
+
+def test_the_default_config_is_found_beside_the_snakefile_from_any_folder(tmp_path):
+    """`snakemake -s <project>/Snakefile --directory <other> --configfile config/quick.yaml` reads the default
+    study first and lets quick.yaml override it (the CNN keeps its hidden layer), as in the project folder."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--configfile", str(REPO / "config" / "quick.yaml")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"Config file {REPO / 'config' / 'config.yaml'} is extended" in proc.stdout + proc.stderr
