@@ -4,6 +4,7 @@ import os
 
 from snakemake.utils import min_version
 
+from nnstudy.jobs import study_done_message
 from nnstudy.slurm import explain as explain_slurm_limits
 
 min_version("9.0")
@@ -45,3 +46,8 @@ rule all:
 onerror:
     # on SLURM: name each job stopped for exceeding its mem_mb or runtime, and where to raise it
     explain_slurm_limits(log)
+
+
+onsuccess:
+    # where to look next, as the last lines of the console (docs/outputs.md has the rest)
+    print(study_done_message(LANGS, config["mlflow"]["tracking_uri"]))

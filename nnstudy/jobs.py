@@ -80,3 +80,17 @@ def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
 
 
 __all__ = ["handle_sigterm", "protocol_tags", "start_job", "tracking_context"]
+
+
+def study_done_message(langs: list[str], tracking_uri: str) -> str:
+    """The console's closing lines after a successful run: the report, the MLflow UI and the recogniser."""
+    store = tracking_uri or "sqlite:///results/mlflow/mlflow.db"
+    reports = ", ".join(f"report/lab_report.{lang}.html" for lang in langs)
+    return "\n".join([
+        "nnstudy: the study is done.",
+        f"  the lab report:   {reports} (and .pdf, .md beside them)",
+        f"  every run:        MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "
+        f"--backend-store-uri {store} --host 127.0.0.1 --port 5000",
+        "  the recogniser:   .venv/bin/nnstudy-gui   (http://127.0.0.1:8050/)",
+    ])  # fmt: skip
+

@@ -178,6 +178,7 @@ def study(tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     proc = snakemake(workdir, "--cores", "8")
     assert proc.returncode == 0, proc.stderr[-4000:]
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)  # what the user saw
     return workdir, config
 
 

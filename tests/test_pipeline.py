@@ -99,6 +99,14 @@ def test_claims_csv_holds_every_claim_of_both_arms(study):
     assert ((claims["ci_low"] <= claims["estimate"] + 1e-9) & (claims["estimate"] <= claims["ci_high"] + 1e-9)).all()
 
 
+def test_the_console_closes_with_where_to_look(study):
+    """A successful run's last lines name the report, the MLflow UI command and the recogniser."""
+    workdir, _ = study
+    tail = (workdir / "console.txt").read_text().rstrip().splitlines()[-8:]
+    text = "\n".join(tail)
+    assert "report/lab_report.en.html" in text and "mlflow ui" in text and "nnstudy-gui" in text, text
+
+
 def test_a_claim_declared_in_a_users_config_is_tested_and_reported(study):
     """The session study's config adds a claim of its own (conftest.USER_CLAIM): it gets its rows in
     claims.csv, on its own metric, and its sentence in the report in both languages, with no code change."""
