@@ -1,6 +1,7 @@
 # nnstudy: the seed lab report's MNIST study as a Snakemake workflow.
 #   snakemake --cores N          run everything (see README.md)
 import os
+import sys
 
 from snakemake.utils import min_version
 
@@ -50,4 +51,4 @@ onerror:
 
 onsuccess:
     # where to look next, as the last lines of the console (docs/outputs.md has the rest)
-    print(study_done_message(LANGS, config["mlflow"]["tracking_uri"]))
+    print(study_done_message(LANGS, config["mlflow"]["tracking_uri"]), file=sys.stderr, flush=True)
