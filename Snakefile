@@ -51,4 +51,8 @@ onerror:
 
 onsuccess:
     # where to look next, as the last lines of the console (docs/outputs.md has the rest)
-    print(study_done_message(LANGS, config["mlflow"]["tracking_uri"]), file=sys.stderr, flush=True)
+    print(
+        study_done_message(LANGS, config["mlflow"]["tracking_uri"]),
+        file=sys.stderr,
+        flush=True,
+    )
