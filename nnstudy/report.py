@@ -166,7 +166,7 @@ def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> st
     """The replication table: the seed report's single-run figure | our replication arm (the seed's rates)
     | our tuned arm (searched rates), mean ± sd over seeds."""
     _ = translator(lang)
-    label = (_("Table 1"), _("Table 2 (Adam)"))
+    label = (_("seed's Table 1"), _("seed's Table 2 (Adam)"))
     settings = [(label[0], opt, "BPNN", val, epochs) for opt, (val, epochs, _lr) in SEED_TABLE1.items()]
     settings += [(label[1], "adam", variant, val, epochs) for variant, (val, epochs) in SEED_TABLE2.items()]
     arms = [a for a in ("replication", "tuned") if a in set(table2["arm"])]
