@@ -69,10 +69,20 @@ def claim_rows(claims: pd.DataFrame, protocol: Mapping[str, Any], lang: str) -> 
     return rows
 
 
+def reading_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each composite row followed by its components of the same arm (claims.csv lists components first)."""
+    out = []
+    for row in rows:
+        if row["role"] != "component":
+            out.append(row)
+            out += [r for r in rows if r["part_of"] == row["claim"] and r["arm"] == row["arm"]]
+    return out
+
+
 def claims_markdown(rows: list[dict[str, Any]], family: str, lang: str) -> str:
     """One family's table: each claim in each arm, its components indented below it."""
     _ = translator(lang)
-    chosen = [r for r in rows if r["family"] == family]
+    chosen = reading_order([r for r in rows if r["family"] == family])
     if not chosen:
         return _("(no claim of this family could be tested: the grid lacks its cells)")
     columns = [_("claim"), _("arm"), "B − A", _("95 % CI"), _("Holm-level CI"), "p", _("p (Holm)"), _("verdict")]

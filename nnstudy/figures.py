@@ -484,7 +484,7 @@ def search_figures(
 def forest_panel(ax: plt.Axes, rows: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> None:
     """One metric's claims: per claim and arm the estimate signed toward the claim (> 0: as claimed), its
     unadjusted interval (thick) and its interval at Holm's level (thin), coloured by verdict."""
-    order = list(dict.fromkeys(rows["claim"]))
+    order = reading_order(rows)
     step = 0.36 if len(arms) > 1 else 0.0
     for k, arm in enumerate(arms):
         offset = (k - (len(arms) - 1) / 2) * step
@@ -505,6 +505,17 @@ def forest_panel(ax: plt.Axes, rows: pd.DataFrame, arms: list[str], labels: dict
     for y in np.arange(len(order) - 1) + 0.5:
         ax.axhline(y, color="#dddddd", lw=0.8)
     ax.grid(axis="y", visible=False)
+
+
+def reading_order(rows: pd.DataFrame) -> list[str]:
+    """The claims in declared order, each composite followed by its components (claims.csv lists the
+    components first)."""
+    parts = rows.get("part_of", pd.Series("", index=rows.index)).fillna("")
+    order = []
+    for claim in dict.fromkeys(rows.loc[parts == "", "claim"]):
+        order.append(claim)
+        order += list(dict.fromkeys(rows.loc[parts == claim, "claim"]))
+    return order
 
 
 def row_role(rows: pd.DataFrame, claim: str) -> str:

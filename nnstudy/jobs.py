@@ -93,4 +93,3 @@ def study_done_message(langs: list[str], tracking_uri: str) -> str:
         f"--backend-store-uri {store} --host 127.0.0.1 --port 5000",
         "  the recogniser:   .venv/bin/nnstudy-gui   (http://127.0.0.1:8050/)",
     ])  # fmt: skip
-
