@@ -21,6 +21,7 @@ from nnstudy.config import (
     study_for_cell,
     study_names,
     train_options,
+    untestable_claims,
 )
 from nnstudy.training import TrainSettings
 
@@ -80,7 +81,6 @@ def test_default_grid_is_the_seed_study():
         (("training", "hidden"), [16384, 16384, 16384], r"training.hidden: MLPSpec has 5\d\d,\d{3},\d{3} parameters"),
         (("search", "trial_seed_base"), 5, r"grid.seeds and search seeds .* share seeds \[5, 6"),
         (("protocol", "pilot", "seeds"), [3, 901], r"grid.seeds and protocol.pilot.seeds share seeds \[3\]"),
-        (("protocol", "claims", 2, "b", "dropout"), 0.3, r"bn_acc names dropout 0.3, which grid.dropout"),
         (("protocol", "claims", 0, "id"), "adam_epochs", "the id 'adam_epochs' is used twice"),
     ],
 )
@@ -190,3 +190,13 @@ def test_the_default_config_is_found_beside_the_snakefile_from_any_folder(tmp_pa
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"Config file {REPO / 'config' / 'config.yaml'} is extended" in proc.stdout + proc.stderr
+
+
+def test_a_claim_on_cells_the_grid_lacks_is_named_and_left_out():
+    """A narrower grid than the claims were declared for: each claim it cannot test is named, not refused."""
+    config = copy.deepcopy(default_config())
+    config["grid"]["dropout"] = [0.0, 0.3]
+    check_config(config)
+    lines = untestable_claims(config)
+    assert any(line.startswith("protocol.claims: dp_acc is not tested: it names dropout 0.5") for line in lines)
+    assert not any("adam_acc" in line for line in lines) and not untestable_claims(default_config())

@@ -1,6 +1,7 @@
 import json
 import os
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from nnstudy.pilot import pilot_jobs
@@ -20,6 +21,7 @@ from nnstudy.config import (
     study_for_cell,
     study_names,
     train_options,
+    untestable_claims,
 )
 
 problems = schema_errors(
@@ -32,6 +34,8 @@ try:
     check_config(config)
 except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}")
+for warning in untestable_claims(config):
+    logger.warning(warning)
 
 CELLS = {cell.name: cell for cell in grid_cells(config)}
 STUDIES = study_names(config)
