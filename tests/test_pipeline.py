@@ -274,7 +274,7 @@ def test_snakemake_report(study):
 def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     """The default protocol: one search per cell of the tuned arm (8 BP-network cells and the CNN), each
     with the same budget (two rounds, one job each), and every cell of both arms with each of its seeds
-    (10, the CNN 5)."""
+    (16, planned; the CNN 5)."""
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory",
          str(tmp_path), "--configfile", str(REPO / "config/config.yaml")],
@@ -288,7 +288,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
                     all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
     planned = set(re.findall(r"results/grid/([^/\s]+)/seed(\d+)/result\.json", proc.stdout))
-    assert len(planned) == 2 * (8 * 10 + 5)  # every training of both arms, 10 seeds a cell and 5 of the CNN
+    assert len(planned) == 2 * (8 * 16 + 5)  # every training of both arms, 16 seeds a cell and 5 of the CNN
     cells = {f"{o}-bn{b}-dp{p}" for o in ("sgd", "adam") for b in (0, 1) for p in ("0", "0.5")} | {"cnn-adam-bn0-dp0"}
     assert {cell for cell, _ in planned} == cells | {f"rep-{cell}" for cell in cells}
     setups = set(re.findall(r"output: results/search/(\S+)/setup.json", proc.stdout))
