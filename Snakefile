@@ -1,4 +1,4 @@
-# nnstudy: the seed lab report's MNIST study as a Snakemake workflow.
+# nnstudy: the seed lab report's study as a Snakemake workflow (MNIST by default; any IDX dataset).
 #   snakemake --cores N          run everything (see README.md)
 import os
 import sys
@@ -52,7 +52,9 @@ onerror:
 onsuccess:
     # where to look next, as the last lines of the console (docs/outputs.md has the rest)
     print(
-        study_done_message(LANGS, config["mlflow"]["tracking_uri"]),
+        study_done_message(
+            LANGS, config["mlflow"]["tracking_uri"], config["output_dir"]
+        ),
         file=sys.stderr,
         flush=True,
     )

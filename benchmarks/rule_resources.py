@@ -71,9 +71,18 @@ def run(workdir: Path, configfile: Path, snakemake_args: list[str]) -> float:
     return seconds
 
 
+def study_folder(workdir: Path) -> Path:
+    """Where the study keeps its results: its config's ``output_dir`` inside the work folder."""
+    import yaml
+
+    config = yaml.safe_load((workdir / "config.yaml").read_text()) or {}
+    return workdir / config.get("output_dir", ".")
+
+
 def training_seconds(workdir: Path) -> tuple[float, int, float, int]:
     """Seconds spent training, from the study's own files: grid runs (result.json ``wall_time``) and search
     trials (trials.csv ``duration_s``), with how many of each."""
+    workdir = study_folder(workdir)
     grid = [json.loads(p.read_text())["wall_time"] for p in workdir.glob("results/grid/*/seed*/result.json")]
     trials = []
     for path in workdir.glob("results/search/*/trials.csv"):
@@ -113,7 +122,7 @@ def report(workdir: Path, wall_s: float | None = None, cores: int | None = None)
                      f"cores)) {(grid_s + trial_s) / (wall_s * cores):.0%}; all jobs' CPU seconds / (wall x cores) "
                      f"{all_cpus / (wall_s * cores):.0%}.")  # fmt: skip
     text = "\n".join(lines)
-    out = workdir / "results" / "benchmarks" / "profile.md"
+    out = study_folder(workdir) / "results" / "benchmarks" / "profile.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
     return text

@@ -12,6 +12,9 @@ from nnlib.optim import OPTIMIZERS
 #: names that become parts of paths: letters, digits, dot, dash, underscore, and no ".."
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SEED_LR = {"sgd": 0.02, "adam": 0.001}
+#: the four IDX files of a dataset in MNIST's format (nnstudy.mnist.FILES)
+FILE_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+              "t10k-labels-idx1-ubyte.gz")  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -92,6 +95,7 @@ def check_config(config: dict[str, Any]) -> None:
     """Semantic checks after schema validation; raises ConfigError naming the key."""
     check_name("study_name", config["study_name"])
     check_name("mlflow.experiment_prefix", config["mlflow"]["experiment_prefix"])
+    check_output_dir(config["output_dir"])
     known = sorted(OPTIMIZERS)
     grid, search, data = config["grid"], config["search"], config["data"]
     for key in ("optimizers", "batchnorm", "dropout", "seeds"):
@@ -150,10 +154,39 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"cnn.conv: {exc}") from None
     check_network_size(config)
     check_protocol(config)
+    check_data(data)
+
+
+def check_output_dir(path: str) -> None:
+    """A study's own folder: relative, inside the folder Snakemake runs in."""
+    parts = path.replace("\\", "/").split("/")
+    if path.startswith(("/", "~")) or ".." in parts:
+        raise ConfigError(
+            f"output_dir: {path!r} must be a relative path inside the folder Snakemake runs in (no '..', not "
+            "absolute), such as studies/fashion-mnist; to put a study elsewhere, run with --directory"
+        )
+    for part in parts:
+        if part not in ("", ".") and not SAFE_NAME.match(part):
+            raise ConfigError(f"output_dir: {part!r} is not a safe folder name (letters, digits, . _ -)")
+
+
+def check_data(data: dict[str, Any]) -> None:
+    """The dataset section: a dataset other than MNIST names its own files' digests, and its class names are
+    distinct in every language."""
     if data["train_size"] + data["val_size"] > 60_000:
         raise ConfigError(
-            f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds MNIST's 60000"
+            f"data.train_size + data.val_size = {data['train_size'] + data['val_size']} exceeds 60000, "
+            "the training images an IDX dataset of MNIST's size holds"
         )
+    missing = sorted(set(FILE_NAMES) - set(data["sha256"]))
+    if data["name"] != "mnist" and missing:
+        raise ConfigError(
+            f"data.sha256 lacks {missing}: a dataset other than MNIST (data.name: {data['name']}) must give the "
+            "SHA-256 of each of its four files (sha256sum prints them)"
+        )
+    for lang, names in data["classes"].items():
+        if len(set(names)) != len(names):
+            raise ConfigError(f"data.classes.{lang} repeats a name: {names}; give each class its own")
 
 
 def check_network_size(config: dict[str, Any]) -> None:

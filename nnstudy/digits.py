@@ -1,4 +1,7 @@
-"""Turn a drawn or uploaded digit into an MNIST-style 28x28 image.
+"""Turn a drawn or uploaded image into the dataset's 28x28 input (``preprocess``, by data.preprocess).
+
+``digits`` is MNIST's recipe (``mnist_style``), for pen strokes; ``photo`` is Fashion-MNIST's, for a picture of
+one object (``photo_style``); ``none`` only scales the image (``plain_style``).
 
 MNIST's own recipe: the ink is cropped to its bounding box, scaled (keeping the aspect ratio) to fit a
 20x20 box, and placed in a 28x28 field so that its centre of mass sits at pixel (14, 14); white ink on black,
@@ -41,7 +44,10 @@ OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
 
 
 class DigitImageError(ValueError):
-    """An upload that is not an image, is too large, or holds no digit."""
+    """An upload that is not an image, is too large, or holds nothing to recognise."""
+
+
+PREPROCESSING = ("digits", "photo", "none")
 
 
 def load_image(data: bytes) -> np.ndarray:
@@ -152,6 +158,60 @@ def mnist_style(grey: np.ndarray) -> np.ndarray:
     dst_x = slice(max(0, dx), min(28, 28 + dx))
     shifted[dst_y, dst_x] = field[src_y, src_x]
     return shifted
+
+
+def preprocess(grey: np.ndarray, kind: str = "digits", item: str = "digit") -> np.ndarray:
+    """The network's 28x28 input for a grey image in [0, 1], by the dataset's recipe ``kind``; ``item`` names
+    what one image shows, in the message for an empty image."""
+    if kind == "digits":
+        return mnist_style(grey)
+    if kind == "photo":
+        return photo_style(grey, item)
+    if kind == "none":
+        return plain_style(grey)
+    raise ValueError(f"unknown preprocessing {kind!r}; choose one of {', '.join(PREPROCESSING)}")
+
+
+def _light_on_dark(grey: np.ndarray) -> np.ndarray:
+    """The image with its background dark: inverted when its border (the background) is the lighter side."""
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.ndim != 2 or grey.size == 0:
+        raise DigitImageError("expected a two-dimensional grey-scale image")
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return 1.0 - grey if float(np.median(border)) > 0.5 else grey
+
+
+def plain_style(grey: np.ndarray) -> np.ndarray:
+    """The whole image scaled to 28x28, background dark; no cropping or centring."""
+    light = _light_on_dark(grey)
+    image = Image.fromarray(light).resize((28, 28), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+
+
+def photo_style(grey: np.ndarray, item: str = "object") -> np.ndarray:
+    """Fashion-MNIST's recipe for a picture of one object on a plain background: background made black
+    (inverted when it is light), the object's grey levels kept (less the background's), its bounding box
+    scaled so that the longer side is 28 pixels and centred by that box, not by its centre of mass."""
+    light = _light_on_dark(grey)
+    border = np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]])
+    smooth = ndimage.gaussian_filter(light, sigma=max(0.5, max(light.shape) / 500), mode="nearest")
+    spread = 1.4826 * float(np.median(np.abs(border - np.median(border))))
+    mask = smooth - float(np.median(border)) > max(MIN_CONTRAST, NOISE_FLOOR_SIGMAS * spread)
+    if not mask.any():
+        raise DigitImageError(
+            f"the image is empty: no {item} found (upload a photo of one {item} on a plain background, or draw one)"
+        )
+    rows, cols = np.nonzero(mask)
+    crop = np.clip(light - float(np.median(border)), 0.0, 1.0)[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    crop /= max(float(crop.max()), 1e-6)
+    h, w = crop.shape
+    scale = 28.0 / max(h, w)
+    size = (max(1, min(28, round(w * scale))), max(1, min(28, round(h * scale))))
+    small = np.clip(np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS), dtype=np.float32), 0, 1)
+    field = np.zeros((28, 28), dtype=np.float32)
+    top, left = (29 - small.shape[0]) // 2, (29 - small.shape[1]) // 2  # an odd margin: one more above and left
+    field[top : top + small.shape[0], left : left + small.shape[1]] = small
+    return field
 
 
 def _ink(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

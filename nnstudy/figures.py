@@ -86,18 +86,18 @@ LABELS = {
     "no_claims": N_("no declared claim could be tested"),
     "mlp": N_("BP network"),
     "cnn": N_("CNN"),
-    "true_digit": N_("true digit"),
-    "pred_digit": N_("predicted digit"),
+    "true_digit": N_("true class"),
+    "pred_digit": N_("predicted class"),
     "confusion_title": N_("Test-set confusion matrices\n"
-                          "(numbers: counts of errors; colour: errors as % of the true digit's images)"),
+                          "(numbers: counts of errors; colour: errors as % of the true class's images)"),
     "confusion_panel": N_("{model}: test accuracy {acc:.2f} %"),
-    "error_share": N_("errors (% of the row's digits)"),
-    "misclassified_title": N_("{model}: misclassified test digits (true → predicted), {n} of {total}"),
+    "error_share": N_("errors (% of the row's images)"),
+    "misclassified_title": N_("{model}: misclassified test images (true → predicted), {n} of {total}"),
     "weights_title": N_("BP network: first-layer weights of the {n} hidden units\n"
                         "(each 28 × 28, scaled to its own min–max)"),
     "no_model": N_("no finished run with a checkpoint: no model to show"),
     "no_mlp": N_("no finished BP network with a checkpoint: no weights to show"),
-    "no_errors": N_("{model}: no misclassified test digit"),
+    "no_errors": N_("{model}: no misclassified test image"),
 }  # fmt: skip
 
 

@@ -82,14 +82,17 @@ def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
 __all__ = ["handle_sigterm", "protocol_tags", "start_job", "tracking_context"]
 
 
-def study_done_message(langs: list[str], tracking_uri: str) -> str:
-    """The console's closing lines after a successful run: the report, the MLflow UI and the recogniser."""
-    store = tracking_uri or "sqlite:///results/mlflow/mlflow.db"
-    reports = ", ".join(f"report/lab_report.{lang}.html" for lang in langs)
+def study_done_message(langs: list[str], tracking_uri: str, output_dir: str = ".") -> str:
+    """The console's closing lines after a successful run: the report, the MLflow UI and the recogniser,
+    with paths relative to the folder Snakemake was started in."""
+    here = "" if output_dir in (".", "./") else output_dir.rstrip("/") + "/"
+    store = tracking_uri or f"sqlite:///{here}results/mlflow/mlflow.db"
+    reports = ", ".join(f"{here}report/lab_report.{lang}.html" for lang in langs)
+    gui = ".venv/bin/nnstudy-gui" + (f" --results {here}results" if here else "")
     return "\n".join([
         "nnstudy: the study is done.",
         f"  the lab report:   {reports} (and .pdf, .md beside them)",
         f"  every run:        MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "
         f"--backend-store-uri {store} --host 127.0.0.1 --port 5000",
-        "  the recogniser:   .venv/bin/nnstudy-gui   (http://127.0.0.1:8050/)",
+        f"  the recogniser:   {gui}   (http://127.0.0.1:8050/)",
     ])  # fmt: skip

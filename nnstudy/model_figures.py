@@ -45,7 +45,7 @@ def summarise_models(
     per model its checkpoint, test accuracy, confusion matrix and first ``limit`` misclassified digits.
     With no checkpoint (every run diverged) the file says so and lists no model."""
     choices = sorted(find_models(results_dir), key=lambda c: c.key != "mlp")  # the BP network first
-    summary: dict[str, Any] = {"split": "test", "rows": "true digit", "columns": "predicted digit", "models": []}
+    summary: dict[str, Any] = {"split": "test", "rows": "true class", "columns": "predicted class", "models": []}
     if not choices:
         summary["note"] = f"no finished run with a checkpoint under {results_dir}: no model to show"
         atomic_write_json(out_json, summary)
@@ -74,16 +74,21 @@ def resolve_checkpoint(checkpoint: str, summary_json: str | Path) -> Path:
     return Path(summary_json).resolve().parent.parent / path
 
 
-def draw_confusion(summary: dict, out_dir: str | Path, t: dict[str, str], formats: tuple[str, ...]) -> list[Path]:
-    """``confusion``: the models' matrices side by side; colour: each row's errors as a % of the true digit's
-    test images (the diagonal, the correct ones, in grey), numbers: the counts of errors."""
+def draw_confusion(
+    summary: dict, out_dir: str | Path, t: dict[str, str], formats: tuple[str, ...], names: list[str] | None = None
+) -> list[Path]:
+    """``confusion``: the models' matrices side by side, labelled with the class ``names``; colour: each row's
+    errors as a % of the true class's test images (the diagonal, the correct ones, in grey), numbers: the
+    counts of errors."""
+    names = names or [str(k) for k in range(CLASSES)]
+    words = any(len(n) > 2 for n in names)
     stem = Path(out_dir) / "confusion"
     models = summary["models"]
     if not models:
         return note_figure(t["no_model"], stem, formats)
-    width = 5.2 * len(models) + 1.2
+    width = (6.2 if words else 5.2) * len(models) + 1.2
     with plt.rc_context(print_rc(width)):
-        fig, axes = plt.subplots(1, len(models), figsize=(width, 5.4), squeeze=False)
+        fig, axes = plt.subplots(1, len(models), figsize=(width, 6.4 if words else 5.4), squeeze=False)
         rates = []
         for m in models:
             counts = np.asarray(m["confusion"], dtype=float)
@@ -100,8 +105,8 @@ def draw_confusion(summary: dict, out_dir: str | Path, t: dict[str, str], format
                         dark = errors[i, j] > 0.55 * vmax
                         ax.text(j, i, str(counts[i, j]), ha="center", va="center",
                                 color="white" if dark else "black")  # fmt: skip
-            ax.set_xticks(range(CLASSES))
-            ax.set_yticks(range(CLASSES))
+            ax.set_xticks(range(CLASSES), names, rotation=45 if words else 0, ha="right" if words else "center")
+            ax.set_yticks(range(CLASSES), names)
             ax.grid(False)
             ax.set(xlabel=t["pred_digit"], ylabel=t["true_digit"],
                    title=t["confusion_panel"].format(model=t[m["model"]], acc=100 * m["test_acc"]))  # fmt: skip
@@ -113,9 +118,17 @@ def draw_confusion(summary: dict, out_dir: str | Path, t: dict[str, str], format
 
 
 def draw_misclassified(
-    summary: dict, x_test: np.ndarray | None, out_dir: str | Path, t: dict[str, str], formats: tuple[str, ...]
+    summary: dict,
+    x_test: np.ndarray | None,
+    out_dir: str | Path,
+    t: dict[str, str],
+    formats: tuple[str, ...],
+    names: list[str] | None = None,
 ) -> list[Path]:
-    """``misclassified``: a gallery of each model's first misclassified test digits, "true → predicted"."""
+    """``misclassified``: a gallery of each model's first misclassified test images, "true → predicted" by
+    class ``names`` (on two lines when they are words)."""
+    names = names or [str(k) for k in range(CLASSES)]
+    joiner = "\n→ " if any(len(n) > 2 for n in names) else " → "
     stem = Path(out_dir) / "misclassified"
     models = summary["models"]
     if not models or x_test is None:
@@ -124,7 +137,8 @@ def draw_misclassified(
     rows = {key: max(1, -(-len(errors) // GALLERY_COLUMNS)) for key, errors in shown.items()}
     width = 6.6
     with plt.rc_context(print_rc(width)):
-        fig = plt.figure(figsize=(width, sum(0.95 * r + 0.45 for r in rows.values())))
+        tall = 0.25 if "\n" in joiner else 0.0
+        fig = plt.figure(figsize=(width, sum((0.95 + tall) * r + 0.45 for r in rows.values())))
         subfigs = fig.subfigures(len(models), 1, height_ratios=[0.95 * rows[m["model"]] + 0.45 for m in models],
                                  squeeze=False)  # fmt: skip
         for sub, m in zip(subfigs[:, 0], models, strict=True):
@@ -139,7 +153,8 @@ def draw_misclassified(
                 ax.axis("off")
             for ax, error in zip(axes.flat, errors, strict=False):
                 ax.imshow(x_test[error["index"]].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-                ax.set_title(f"{error['true']} → {error['predicted']}", pad=2)
+                ax.set_title(names[error["true"]] + joiner + names[error["predicted"]], pad=2,
+                             fontsize="small" if "\n" in joiner else None)  # fmt: skip
         return save_figure(fig, stem, formats)
 
 
@@ -181,7 +196,7 @@ def draw_first_layer_weights(
 
 def draw_model_figures(
     summary_json: str | Path, dataset_path: str | Path | None, out_dir: str | Path, *, lang: str = "en",
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = FORMATS, names: list[str] | None = None,
 ) -> list[Path]:  # fmt: skip
     """``confusion``, ``misclassified`` and ``first_layer_weights`` (each in ``formats``) in ``out_dir``,
     labelled in ``lang``, from ``summarise_models``' json and the prepared dataset (its test digits); a
@@ -191,5 +206,6 @@ def draw_model_figures(
     x_test = None
     if summary["models"] and dataset_path is not None:
         x_test = load_dataset(dataset_path, "float32")["x_test"]
-    return [*draw_confusion(summary, out_dir, t, formats), *draw_misclassified(summary, x_test, out_dir, t, formats),
+    return [*draw_confusion(summary, out_dir, t, formats, names),
+            *draw_misclassified(summary, x_test, out_dir, t, formats, names),
             *draw_first_layer_weights(summary, summary_json, out_dir, t, formats)]  # fmt: skip

@@ -1,7 +1,8 @@
-"""Task 4 measured: the digit recogniser's own path on real test digits.
+"""Task 4 measured: the recogniser's own path on the dataset's real test images.
 
-Each of the first ``n`` test digits is drawn as the web page's pad would send it (a 280x280 PNG, white ink
-on black), then read exactly as the GUI reads an upload (``load_image``, ``mnist_style``) and classified by
+Each of the first ``n`` test images is drawn as the web page's pad would send it (a 280x280 PNG, white ink
+on black), then read exactly as the GUI reads an upload (``load_image``, then the dataset's ``preprocess``:
+MNIST's recipe for digits, Fashion-MNIST's for photos) and classified by
 the checkpoints the GUI offers (``find_models``: the best BP network and the best CNN by validation
 accuracy).  The same digits fed straight to the network give the reference, so the difference is what
 the GUI's preprocessing costs.
@@ -18,7 +19,8 @@ from PIL import Image
 
 from nnlib import Network
 
-from .digits import DigitImageError, load_image, mnist_style
+from .datasets import MNIST_CARD, text
+from .digits import DigitImageError, load_image, preprocess
 from .gui.models import find_models
 from .io import atomic_write_bytes, atomic_write_json
 from .mnist import load_dataset
@@ -36,20 +38,25 @@ def as_drawn_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def gui_inputs(digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What the network sees when each digit comes through the GUI, and which digits the GUI could read
-    at all (it answers "no digit found" for the others; their input is left blank)."""
+def gui_inputs(digits: np.ndarray, kind: str = "digits", item: str = "digit") -> tuple[np.ndarray, np.ndarray]:
+    """What the network sees when each image comes through the GUI (preprocessed by ``kind``), and which
+    images the GUI could read at all (it answers "no digit found" for the others; their input is left blank)."""
     seen, readable = np.zeros((len(digits), 28, 28), dtype=np.float32), np.ones(len(digits), dtype=bool)
     for i, digit in enumerate(digits):
         try:
-            seen[i] = mnist_style(load_image(as_drawn_png(digit)))
+            seen[i] = preprocess(load_image(as_drawn_png(digit)), kind, item)
         except DigitImageError:
             readable[i] = False
     return seen, readable
 
 
 def evaluate_recogniser(
-    results_dir: str | Path, dataset_path: str | Path, out_json: str | Path, out_figure: str | Path, n: int = 500
+    results_dir: str | Path,
+    dataset_path: str | Path,
+    out_json: str | Path,
+    out_figure: str | Path,
+    n: int = 500,
+    card: dict | None = None,
 ) -> dict[str, Any]:
     """Accuracy of each GUI model on ``n`` test digits through the GUI's path and fed directly; a figure of
     the first digits as the GUI reads them, with the best model's answers."""
@@ -63,7 +70,8 @@ def evaluate_recogniser(
         return summary
     data = load_dataset(dataset_path, "float32")
     x, y = data["x_test"][:n], data["y_test"][:n]
-    seen, readable = gui_inputs(x)
+    card = card or MNIST_CARD
+    seen, readable = gui_inputs(x, card["preprocess"], text(card, "item", "en"))
     models = []
     for choice in choices:
         net = Network.load(choice.path)
@@ -73,6 +81,7 @@ def evaluate_recogniser(
                        "accuracy_gui": float(np.mean(via_gui == y)), "accuracy_direct": float(np.mean(direct == y)),
                        "agreement": float(np.mean(via_gui == direct)), "predictions": via_gui.tolist()})  # fmt: skip
     summary = {"n_digits": int(len(y)), "pad": f"{PAD_SIDE}x{PAD_SIDE} PNG, white ink on black",
+               "preprocess": card["preprocess"],
                "unreadable": np.flatnonzero(~readable).tolist(), "mean_ink": float(x.mean()),
                "mean_ink_unreadable": float(x[~readable].mean()) if (~readable).any() else None,
                "models": models}  # fmt: skip

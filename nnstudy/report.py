@@ -28,6 +28,8 @@ from markdown_it import MarkdownIt
 from nnlib import MLPSpec, layers, optim
 
 from .claims_text import claims_context, statements
+from .dataset_text import dataset_context
+from .datasets import class_names, dataset_card, seed_measured, text
 from .figures import claims_forest, deep_vs_shallow, grid_comparison, optimizer_curves, search_figures
 from .i18n import LANGS, N_, join_list, translations, translator
 from .io import atomic_write_bytes, atomic_write_text, read_json
@@ -199,9 +201,10 @@ SUMMARY_ROWS = [("SGD", "sgd", "BPNN"), ("Adam", "adam", "BPNN"), ("Adam + BN", 
                 ("CNN (Adam)", "adam", "CNN")]  # fmt: skip
 
 
-def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, lang: str) -> str:
-    """The headline table: each of the seed report's settings, its accuracy and epochs, and ours per arm
-    (mean ± sd of test accuracy, the best mean of each column in bold; median epochs to the best)."""
+def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, lang: str, with_seed: bool = True) -> str:
+    """The headline table: each of the seed report's settings, its accuracy and epochs (``with_seed``: when the
+    seed measured this dataset), and ours per arm (mean ± sd of test accuracy, the best mean of each column in
+    bold; median epochs to the best)."""
     _ = translator(lang)
     cells = pd.concat([table2, table3[table3["variant"] == "CNN"]], ignore_index=True)
     arms = [a for a in ("replication", "tuned") if a in set(cells["arm"])]
@@ -226,6 +229,8 @@ def summary_markdown(table2: pd.DataFrame, table3: pd.DataFrame, lang: str) -> s
                 row += ["—", "—"]
         rows.append(row)
     cols = [_("setting"), _("seed report: val acc / epochs")]
+    if not with_seed:
+        rows, cols = [row[:1] + row[2:] for row in rows], cols[:1]
     for a in arms:
         cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": _(what)}
                  for what in (N_("test acc (%)"), N_("epochs to best (median)"))]  # fmt: skip
@@ -316,7 +321,8 @@ def recogniser_summary(check: dict[str, Any], lang: str) -> dict[str, Any]:
     ink, ink_all = check.get("mean_ink_unreadable"), check.get("mean_ink")
     return {"n": check["n_digits"], "models": models, "unreadable": check["unreadable"],
             "ink": fmt_num(ink, 2) if ink is not None else "—",
-            "ink_all": fmt_num(ink_all, 2) if ink_all is not None else "—"}  # fmt: skip
+            "ink_all": fmt_num(ink_all, 2) if ink_all is not None else "—",
+            "preprocess": check.get("preprocess", "digits")}  # fmt: skip
 
 
 def recogniser_markdown(rec: dict[str, Any], lang: str) -> str:
@@ -464,7 +470,8 @@ def build_context(
         "spans": lambda seeds: join_list(seed_spans(seeds), lang),
         "num": fmt_int,
         "hidden": hidden,
-        "summary_md": summary_markdown(all_table2, all_table3, lang),
+        "summary_md": summary_markdown(all_table2, all_table3, lang, seed_measured(dataset_card(config["data"]))),
+        **dataset_context(config, all_table2, all_table3, lang),
         "searches_md": searches_markdown(searches, lang),
         "recogniser_md": recogniser_markdown(rec, lang),
         "cnn_layers": cnn_layers_text(config["cnn"]["conv"], config["cnn"]["hidden"], lang),
@@ -686,7 +693,8 @@ def write_report(
                     source = Path(model_figures_json).parent / "figures" / f"{name}.png"
                     atomic_write_bytes(fig_dir / source.name, source.read_bytes())
             else:
-                draw_model_figures(model_figures_json, dataset_path, fig_dir, lang=lang, formats=png)
+                draw_model_figures(model_figures_json, dataset_path, fig_dir, lang=lang, formats=png,
+                                   names=class_names(dataset_card(config["data"]), lang))  # fmt: skip
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
                                 dataset_json=Path(dataset_json), config=config, lang=lang,
                                 gradcheck_json=Path(gradcheck_json), recogniser_json=Path(recogniser_json),
@@ -695,7 +703,8 @@ def write_report(
         markdown = render_markdown(template_dir, lang, context)
         md_path = out_dir / f"lab_report.{lang}.md"
         atomic_write_text(md_path, markdown)
-        title = translator(lang)(N_("Lab report: a BP network on MNIST"))
+        title = translator(lang)(N_("Lab report: a BP network on %(dataset)s")) % {
+            "dataset": text(dataset_card(config["data"]), "display_name", lang)}  # fmt: skip
         page = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
         html_path = out_dir / f"lab_report.{lang}.html"
         atomic_write_text(html_path, page)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up nnstudy on a fresh Debian/Ubuntu machine (root or sudo):
 #   system packages - Noto CJK fonts and Pango for the PDF report, Chromium for the report's screenshot
-#                     of the digit recogniser (Playwright drives it and never downloads a browser); with
+#                     of the recogniser (Playwright drives it and never downloads a browser), Fashion-MNIST
+#                     (dataset-fashion-mnist: the second study, config/fashion.yaml, offline); with
 #                     --test also poppler-utils (PDF checks), PostgreSQL (the distributed-storage test) and
 #                     munge + slurmctld + slurmd + slurm-client (the one-node SLURM cluster of tests/test_slurm.py);
 #   .venv           - a virtual environment with the project installed in editable mode.
@@ -11,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 chromium"
+packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 chromium dataset-fashion-mnist"
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
   packages="$packages poppler-utils postgresql munge slurmctld slurmd slurm-client"

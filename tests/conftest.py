@@ -27,6 +27,7 @@ MIRROR_ENV = "NNSTUDY_MNIST_MIRRORS"
 #: built once; the longest groups are handed out first
 GROUPS = (("slurm", lambda item: item.module.__name__ == "test_slurm"),
           ("study", lambda item: "study" in item.fixturenames),
+          ("shapes", lambda item: "shapes_study" in item.fixturenames),
           ("gui-models", lambda item: "trained_results" in item.fixturenames))  # fmt: skip
 
 

@@ -74,7 +74,7 @@ def test_default_grid_is_the_seed_study():
         (("search", "lr_range"), {"adam": [1e-4, 1e-2]}, "search.lr_range lacks optimizer 'sgd'"),
         (("study_name",), "../escape", "study_name: '../escape' is not a safe name"),
         (("mlflow", "experiment_prefix"), "a/b", "is not a safe name"),
-        (("data", "train_size"), 55000, "exceeds MNIST's 60000"),
+        (("data", "train_size"), 55000, "exceeds 60000"),
         (("protocol", "replication_lr"), {"sgd": 0.02}, r"protocol.replication_lr lacks \['adam'\]"),
         (("cnn", "seeds"), [1, 17], r"cnn.seeds \[17\] are not in grid.seeds"),
         (("grid", "dropout"), [0.0, 0.5, 0.5000001], "name the same cell twice"),
@@ -82,6 +82,11 @@ def test_default_grid_is_the_seed_study():
         (("search", "trial_seed_base"), 5, r"grid.seeds and search seeds .* share seeds \[5, 6"),
         (("protocol", "pilot", "seeds"), [3, 901], r"grid.seeds and protocol.pilot.seeds share seeds \[3\]"),
         (("protocol", "claims", 0, "id"), "adam_epochs", "the id 'adam_epochs' is used twice"),
+        (("data", "name"), "kmnist", r"data.sha256 lacks \['t10k-images-idx3-ubyte.gz'.*data.name: kmnist"),
+        (("data", "classes", "en"), ["a"] * 10, "data.classes.en repeats a name"),
+        (("output_dir",), "../elsewhere", "output_dir: '../elsewhere' must be a relative path inside"),
+        (("output_dir",), "/abs/path", "must be a relative path inside"),
+        (("output_dir",), "studies/a b", "'a b' is not a safe folder name"),
     ],
 )
 def test_semantic_errors_name_the_key(path, value, message):

@@ -80,14 +80,64 @@ def test_bad_gzip(tmp_path):
         read_idx(path)
 
 
-def test_wrong_dimensions_are_rejected(tmp_path):
-    files = {}
-    for key, name in mnist.FILES.items():
-        shape = (10, 28, 28) if "images" in key else (10,)
-        files[key] = write_idx(tmp_path / name, np.zeros(shape, np.uint8))
-    files["test_images"] = write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", np.zeros((10, 27, 28), np.uint8))
-    with pytest.raises(IdxError, match=r"t10k-images.*shape \(N, 28, 28\)"):
-        mnist.read_mnist_files(files)
+def dataset_files(folder: Path, n: int = 40, **replace: np.ndarray) -> dict[str, Path]:
+    """Four IDX files of ``n`` 28x28 items with every class 0-9 in each split; ``replace`` swaps an array."""
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    arrays = {"train_images": np.zeros((n, 28, 28), np.uint8), "train_labels": labels,
+              "test_images": np.zeros((n, 28, 28), np.uint8), "test_labels": labels, **replace}  # fmt: skip
+    return {key: write_idx(folder / name, arrays[key]) for key, name in mnist.FILES.items()}
+
+
+@pytest.mark.parametrize(
+    ("replace", "named", "fault"),
+    [
+        ({"test_images": np.zeros((40, 27, 28), np.uint8)}, "t10k-images", r"27x28 by the IDX header.*declares 28x28"),
+        ({"train_images": np.zeros((40, 784), np.uint8)}, "train-images", r"expected a 3-D IDX array.*2-D"),
+        ({"train_images": np.zeros((40, 1, 28, 28), np.uint8)}, "train-images", r"expected a 3-D IDX array.*4-D"),
+        ({"test_labels": np.arange(39, dtype=np.uint8) % 10}, "t10k-labels", r"40 images but .* has 39 labels"),
+        (
+            {"train_labels": (np.arange(40) % 11).astype(np.uint8)},
+            "train-labels",
+            r"label 10 is outside the 10 declared",
+        ),
+        (
+            {"test_labels": (np.arange(40) % 9).astype(np.uint8)},
+            "t10k-labels",
+            r"class 9 of the 10 declared classes has no item",
+        ),
+    ],
+    ids=["wrong-shape", "not-2d-images", "4d-images", "count-mismatch", "label-out-of-range", "class-missing"],
+)
+def test_bad_datasets_are_refused_naming_file_and_fault(tmp_path, replace, named, fault):
+    files = dataset_files(tmp_path, **replace)
+    with pytest.raises(IdxError, match=fault) as info:
+        mnist.prepare_dataset(files, tmp_path / "split.npz", train_size=20, val_size=10)
+    assert named in str(info.value)
+    assert not (tmp_path / "split.npz").exists()  # nothing half-made is left looking valid
+
+
+def test_a_class_missing_from_the_validation_split_is_refused(tmp_path):
+    """4 validation items cannot hold 10 classes: refused before any training, naming the split."""
+    files = dataset_files(tmp_path)
+    with pytest.raises(IdxError, match=r"the validation split of .*train-labels.*no item"):
+        mnist.prepare_dataset(files, tmp_path / "split.npz", train_size=36, val_size=4)
+
+
+def test_fewer_declared_classes_refuse_larger_labels(tmp_path):
+    files = dataset_files(tmp_path)
+    with pytest.raises(IdxError, match="label 9 is outside the 5 declared classes"):
+        mnist.read_mnist_files(files, n_classes=5)
+
+
+def test_digest_of_the_decompressed_content_is_accepted(tmp_path):
+    """Debian recompresses Fashion-MNIST's .gz files: a digest of the IDX content holds for either copy."""
+    raw = b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 3])
+    content_digest = hashlib.sha256(raw).hexdigest()
+    assert mnist.digest_matches(gzip.compress(raw, mtime=0), content_digest)
+    assert mnist.digest_matches(gzip.compress(raw, compresslevel=1, mtime=5), content_digest)
+    assert not mnist.digest_matches(gzip.compress(raw + b"\x00"), content_digest)
+    assert mnist.mirror_env("fashion-mnist") == "NNSTUDY_FASHION_MNIST_MIRRORS"
+    assert mnist.mirror_env() == mnist.MIRROR_ENV
 
 
 def test_fetch_from_folder_and_file_url(tmp_path):
@@ -334,7 +384,7 @@ def test_snakemake_download_applies_the_config_limits(tmp_path):
             hashlib.sha256((tmp_path / "results/data/raw" / name).read_bytes()).hexdigest()
             == (config["data"]["sha256"][name])
         )
-    log = (tmp_path / "results/logs/download_mnist.log").read_text()
+    log = (tmp_path / "results/logs/download_data.log").read_text()
     assert f"train-images-idx3-ubyte.gz from {slow}: gave up at the deadline of 3 s per file" in log
     assert log.count(slow) == 2  # in the list of mirrors, then once for the first file; skipped for the others
 

@@ -208,7 +208,7 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     proc = dry_run_with(workdir, config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     assert counts.get("train") == "8", proc.stdout  # a job per cell: 2 arms x 2 optimizers x 2 BN x dp0.3
-    assert "search_round" not in counts and "download_mnist" not in counts
+    assert "search_round" not in counts and "download_data" not in counts
     assert counts.get("tables") == "1" and counts.get("figures") == "1"
     assert re.findall(r"output: results/grid/(\S+)/seed", proc.stdout) and all(
         "dp0.3" in c for c in re.findall(r"output: results/grid/(\S+)/seed", proc.stdout)
@@ -282,7 +282,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    expected = dict(download_mnist="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="18",
+    expected = dict(download_data="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="18",
                     search_export="9", train="16", train_cnn="10", tables="1", figures="1", lab_report="2",
                     register_models="1", gradient_check="1", recogniser="1", model_figures="1", gui_screenshot="1",
                     all="1")  # fmt: skip

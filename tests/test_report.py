@@ -298,7 +298,7 @@ def test_one_template_and_a_complete_catalog():
     templates = REPO / "report" / "templates"
     assert [p.name for p in templates.glob("*.md.j2")] == ["lab_report.md.j2"]
     keywords = {"_": None, "N_": None}
-    found = {m for source in ("report.py", "figures.py", "claims_text.py", "i18n.py")
+    found = {m for source in ("report.py", "figures.py", "claims_text.py", "i18n.py", "dataset_text.py")
              for _, m, *_ in extract_from_file("python", REPO / "nnstudy" / source, keywords=keywords)}  # fmt: skip
     for name in ("lab_report.md.j2", "macros.j2"):
         found |= {m for _, m, *_ in extract_from_file("jinja2", templates / name, options={"trimmed": "true"})}

@@ -1,4 +1,5 @@
-"""The digit-recognition web app (Flask), bound to 127.0.0.1 unless told otherwise."""
+"""The recogniser web app (Flask) for the study's dataset (digits by default), bound to 127.0.0.1 unless told
+otherwise."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from werkzeug.exceptions import HTTPException
 
 from nnlib import Network
 
-from ..digits import DigitImageError, load_image, mnist_style
+from ..datasets import MNIST_CARD, class_names, read_card, text
+from ..digits import DigitImageError, load_image, preprocess
 from ..io import DamagedFileError, NotRegularFileError
 from .models import Choice, find_models, load_models
 
@@ -36,8 +38,10 @@ def create_app(
     max_concurrent: int = MAX_CONCURRENT,
     queue_seconds: float = QUEUE_SECONDS,
     trusted_hosts: tuple[str, ...] | None = LOOPBACK,
+    card: dict | None = None,
 ) -> Flask:
-    """The app for the given checkpoints (the first is the default).
+    """The app for the given checkpoints (the first is the default) and the dataset's ``card``
+    (nnstudy.datasets: its class names, what one image shows and its preprocessing; MNIST's by default).
 
     Requests from other web sites are refused (``Origin`` or ``Sec-Fetch-Site``), and so is a ``Host`` that is
     not in ``trusted_hosts`` (DNS rebinding; None accepts any, for a server bound to another address). At most
@@ -53,6 +57,8 @@ def create_app(
     app.extensions["nnstudy_gui_slots"] = slots
     workers = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="nnstudy-gui-predict")
     page = resources.files("nnstudy.gui").joinpath("index.html").read_text(encoding="utf-8")
+    card = card or MNIST_CARD
+    item = text(card, "item", "en")
 
     @app.before_request
     def same_origin_only():
@@ -76,6 +82,11 @@ def create_app(
                    "Content-Security-Policy": "default-src 'self' 'unsafe-inline' data:"}  # fmt: skip
         return page, 200, headers
 
+    @app.get("/api/dataset")
+    def dataset():
+        return jsonify(name=text(card, "display_name", "en"), item=item, classes=class_names(card, "en"),
+                       preprocess=card["preprocess"])  # fmt: skip
+
     @app.get("/api/models")
     def models():
         return jsonify([{"key": c.key, "label": c.label} for c in choices])
@@ -93,18 +104,20 @@ def create_app(
         if not slots.acquire(timeout=queue_seconds):
             return jsonify(error=f"busy: {max_concurrent} predictions are running; try again in a moment"), 429
         try:  # on the pool's own threads, so that only they ever hold a large decoded image (malloc arenas)
-            digit, proba = workers.submit(_recognise, data, networks[key]).result()
+            seen, proba = workers.submit(_recognise, data, networks[key], card["preprocess"], item).result()
         except DigitImageError as exc:
             return jsonify(error=str(exc)), 422
         finally:
             slots.release()
         if not np.all(np.isfinite(proba)):
             return jsonify(error=f"the model {key!r} gave non-finite probabilities: its checkpoint is damaged"), 500
+        answer = int(np.argmax(proba))
         return jsonify(
             model=key,
-            digit=int(np.argmax(proba)),
+            digit=answer,  # the class's index (its label), by its first name
+            label=class_names(card, "en")[answer],
             probabilities=[round(float(p), 6) for p in proba],
-            input=[[round(float(v), 3) for v in row] for row in digit],
+            input=[[round(float(v), 3) for v in row] for row in seen],
         )
 
     @app.errorhandler(413)
@@ -118,9 +131,9 @@ def create_app(
     return app
 
 
-def _recognise(data: bytes, network: Network) -> tuple[np.ndarray, np.ndarray]:
-    digit = mnist_style(load_image(data))
-    return digit, network.predict_proba(digit[None])[0]
+def _recognise(data: bytes, network: Network, kind: str, item: str) -> tuple[np.ndarray, np.ndarray]:
+    seen = preprocess(load_image(data), kind, item)
+    return seen, network.predict_proba(seen[None])[0]
 
 
 def _same_origin(origin: str, host_url: str) -> bool:
@@ -175,7 +188,7 @@ def _image_bytes(payload: dict) -> bytes:
         return request.files["image"].read()
     url = _field(payload, "image") or request.form.get("image") or ""
     if not url:
-        raise DigitImageError("no image: draw a digit or choose a file")
+        raise DigitImageError("no image: draw one or choose a file")
     _, _, encoded = url.partition(",")
     try:
         return base64.b64decode(encoded, validate=True)
@@ -184,7 +197,9 @@ def _image_bytes(payload: dict) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Recognise a drawn digit with the study's best checkpoints.")
+    parser = argparse.ArgumentParser(
+        description="Recognise a drawn or uploaded image with the study's best checkpoints (its dataset's classes)."
+    )
     parser.add_argument("--results", default="results", help="the study's results folder (default: results)")
     parser.add_argument("--model", action="append", default=[], metavar="NAME=PATH.npz",
                         help="use these checkpoints instead of the study's best ones (repeatable)")  # fmt: skip
@@ -204,11 +219,13 @@ def main(argv: list[str] | None = None) -> None:
         except (DamagedFileError, NotRegularFileError) as exc:  # a damaged result.json, named
             parser.error(str(exc))
     try:
-        app = create_app(choices, trusted_hosts=LOOPBACK if args.host in LOOPBACK else None)
-    except ValueError as exc:
+        card = read_card(args.results)
+        app = create_app(choices, trusted_hosts=LOOPBACK if args.host in LOOPBACK else None, card=card)
+    except (ValueError, DamagedFileError, NotRegularFileError) as exc:
         parser.error(str(exc))
     names = ", ".join(c.key for c in choices)
-    print(f"nnstudy digit recogniser on http://{args.host}:{args.port}/ (models: {names})", flush=True)
+    title = text(card, "display_name", "en")
+    print(f"nnstudy {title} recogniser on http://{args.host}:{args.port}/ (models: {names})", flush=True)
     from werkzeug.serving import run_simple
 
     run_simple(args.host, args.port, app, threaded=True)

@@ -1,6 +1,6 @@
-"""A screenshot of the digit recogniser (task 4) answering a real test digit drawn on its pad, with the
-study's own checkpoints: the app is served on 127.0.0.1 (a free port, in this process) and driven by
-headless Chromium through Playwright."""
+"""A screenshot of the recogniser (task 4) answering a real test image, drawn on its pad (digits) or
+uploaded (any other dataset), with the study's own checkpoints: the app is served on 127.0.0.1 (a free
+port, in this process) and driven by headless Chromium through Playwright."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import MNIST_CARD, class_names
 from ..io import atomic_write_bytes
 from ..mnist import load_dataset
 from ..recogniser import as_drawn_png, note_png
@@ -40,10 +41,12 @@ def chromium() -> str:
                        "(scripts/bootstrap.sh does), or set report.gui_screenshot: false")  # fmt: skip
 
 
-def screenshot_recogniser(results: str | Path, dataset: str | Path, out_png: str | Path, *,
-                          digit_index: int = 0, timeout_s: float = 60.0) -> dict[str, Any]:  # fmt: skip
-    """Draw test digit ``digit_index`` on the pad of the page the study's checkpoints serve, wait for the
-    answer, and save the page as ``out_png``. Returns what the page answered (and the true digit)."""
+def screenshot_recogniser(results: str | Path, dataset: str | Path, out_png: str | Path, *, digit_index: int = 0,
+                          timeout_s: float = 60.0, card: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    """Give test image ``digit_index`` to the page the study's checkpoints serve (drawn on its pad for a digit
+    dataset, else uploaded as a PNG), wait for the answer, and save the page as ``out_png``. Returns what the
+    page answered (and the true class)."""
+    card = card or MNIST_CARD
     choices = find_models(results)
     if not choices:
         atomic_write_bytes(out_png, note_png("no model: every run diverged or collapsed"))
@@ -54,7 +57,8 @@ def screenshot_recogniser(results: str | Path, dataset: str | Path, out_png: str
     data = load_dataset(dataset)
     digit, label = np.asarray(data["x_test"][digit_index]), int(data["y_test"][digit_index])
     url_png = "data:image/png;base64," + base64.b64encode(as_drawn_png(digit)).decode()
-    server = make_server("127.0.0.1", 0, create_app(choices, trusted_hosts=LOOPBACK), threaded=True)
+    app = create_app(choices, trusted_hosts=LOOPBACK, card=card)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -64,10 +68,14 @@ def screenshot_recogniser(results: str | Path, dataset: str | Path, out_png: str
             page.set_default_timeout(timeout_s * 1000)
             page.goto(f"http://127.0.0.1:{server.server_port}/")
             page.wait_for_selector("body[data-ready=true]")
-            page.evaluate(DRAW_ON_PAD, url_png)
+            if card["preprocess"] == "digits":
+                page.evaluate(DRAW_ON_PAD, url_png)
+            else:
+                upload = {"name": f"test-{digit_index}.png", "mimeType": "image/png", "buffer": as_drawn_png(digit)}
+                page.get_by_test_id("file").set_input_files(upload)
             prediction = page.get_by_test_id("prediction")
-            expect(prediction).to_have_text(re.compile(r"^\d$"), timeout=timeout_s * 1000)
-            answer = int(prediction.text_content())
+            expect(prediction).to_have_text(re.compile(r"\S"), timeout=timeout_s * 1000)
+            answer = class_names(card, "en").index(prediction.text_content())
             shot = page.screenshot(full_page=True)
             browser.close()
     finally:

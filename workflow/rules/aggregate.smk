@@ -49,15 +49,15 @@ rule tables:
         ),
     log:
         "results/logs/tables.log",
-    params:
-        # as canonical JSON: an edit of any protocol key reruns the tables, a reordering of keys does not
-        protocol=json.dumps(config["protocol"], sort_keys=True, ensure_ascii=False),
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=1024,
         runtime=10,
+    params:
+        # as canonical JSON: an edit of any protocol key reruns the tables, a reordering of keys does not
+        protocol=json.dumps(config["protocol"], sort_keys=True, ensure_ascii=False),
     script:
         "../scripts/tables.py"
 

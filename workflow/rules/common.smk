@@ -4,6 +4,7 @@ import os
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from nnstudy.datasets import dataset_card
 from nnstudy.pilot import pilot_jobs
 
 from nnstudy.config import (
@@ -36,6 +37,13 @@ except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}")
 for warning in untestable_claims(config):
     logger.warning(warning)
+
+# Each study keeps its results/, report/ and Snakemake state (.snakemake: lock, metadata) in its own folder
+# (config output_dir), entered before any path is planned: two studies in one folder never mix or rerun each
+# other. Jobs spawned on a cluster parse this file again from the same starting folder and land here too.
+if config["output_dir"] not in (".", "./"):
+    os.makedirs(config["output_dir"], exist_ok=True)
+    os.chdir(config["output_dir"])
 
 CELLS = {cell.name: cell for cell in grid_cells(config)}
 STUDIES = study_names(config)

@@ -1,4 +1,4 @@
-rule download_mnist:
+rule download_data:
     output:
         expand(
             "results/data/raw/{name}",
@@ -10,7 +10,7 @@ rule download_mnist:
             ],
         ),
     log:
-        "results/logs/download_mnist.log",
+        "results/logs/download_data.log",
     conda:
         "../../environment.yml"
     threads: 1
@@ -18,18 +18,19 @@ rule download_mnist:
         mem_mb=512,
         runtime=30,
     params:
+        dataset=config["data"]["name"],
         mirrors=config["data"]["mirrors"],
         timeout=config["data"]["timeout_s"],
         deadline=config["data"]["file_deadline_s"],
         min_bytes_per_s=config["data"]["min_bytes_per_s"],
         sha256=config["data"]["sha256"],
     script:
-        "../scripts/download_mnist.py"
+        "../scripts/download_data.py"
 
 
 rule prepare_dataset:
     input:
-        rules.download_mnist.output,
+        rules.download_data.output,
     output:
         data="results/data/mnist_split.npz",
         summary="results/data/dataset.json",
@@ -46,6 +47,8 @@ rule prepare_dataset:
         val_size=config["data"]["val_size"],
         test_size=config["data"]["test_size"],
         seed=config["data"]["split_seed"],
+        n_classes=len(config["data"]["classes"]["en"]),
+        image_shape=config["data"]["image_shape"],
     script:
         "../scripts/prepare_dataset.py"
 
@@ -67,3 +70,24 @@ rule mlflow_store:
         check_timeout=config["mlflow"]["server_check_timeout_s"],
     script:
         "../scripts/mlflow_store.py"
+
+
+# what the report, the figures and the recogniser say about the data: its name, what one image shows, its
+# class names per language and the recogniser's preprocessing (config data); nothing trains on it
+rule dataset_card:
+    output:
+        "results/data/card.json",
+    log:
+        "results/logs/dataset_card.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=256,
+        runtime=5,
+    params:
+        card=json.dumps(
+            dataset_card(config["data"]), sort_keys=True, ensure_ascii=False
+        ),
+    script:
+        "../scripts/dataset_card.py"

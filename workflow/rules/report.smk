@@ -19,6 +19,7 @@ rule lab_report:
         trials=expand("results/search/{study}/trials.csv", study=STUDIES),
         dataset=rules.prepare_dataset.output.summary,
         dataset_data=rules.prepare_dataset.output.data,
+        card=rules.dataset_card.output[0],
         templates=REPORT_TEMPLATES,
         figures=drawn_figures,
         gradcheck="results/gradcheck.json",
@@ -81,6 +82,7 @@ rule recogniser:
         results=grid_results(),
         models=grid_models(),
         data=rules.prepare_dataset.output.data,
+        card=rules.dataset_card.output[0],
     output:
         summary="results/recogniser.json",
         figure="results/figures/recogniser.png",
@@ -105,6 +107,7 @@ rule model_figures:
         results=grid_results(),
         models=grid_models(),
         data=rules.prepare_dataset.output.data,
+        card=rules.dataset_card.output[0],
     output:
         summary="results/model_figures.json",
         confusion=report(
@@ -145,6 +148,7 @@ rule gui_screenshot:
         results=grid_results(),
         models=grid_models(),
         data=rules.prepare_dataset.output.data,
+        card=rules.dataset_card.output[0],
     output:
         screenshot=report(
             "results/figures/gui.png",

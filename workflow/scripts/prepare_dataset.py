@@ -11,5 +11,7 @@ summary = prepare_dataset(
     val_size=snakemake.params.val_size,
     test_size=snakemake.params.test_size,
     seed=snakemake.params.seed,
+    n_classes=snakemake.params.n_classes,
+    image_shape=snakemake.params.image_shape,
 )
 atomic_write_json(snakemake.output.summary, summary)

@@ -1,3 +1,4 @@
+from nnstudy.io import read_json
 from nnstudy.jobs import start_job
 from nnstudy.recogniser import evaluate_recogniser
 
@@ -8,4 +9,5 @@ evaluate_recogniser(
     snakemake.output.summary,
     snakemake.output.figure,
     n=snakemake.params.n_digits,
+    card=read_json(snakemake.input.card),
 )
