@@ -147,26 +147,6 @@ def design(claims: pd.DataFrame, protocol: Mapping[str, Any], n_grid: int, n_cnn
     return out
 
 
-def headline_sentences(rows: list[dict[str, Any]], lang: str) -> list[str]:
-    """One line per claim that some arm decided, with every arm's verdict and its adjusted interval."""
-    _ = translator(lang)
-    by_claim: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r["role"] == "claim":
-            by_claim.setdefault(r["claim"], []).append(r)
-    out = []
-    for decided in by_claim.values():
-        if all(r["verdict"] == "inconclusive" for r in decided):
-            continue
-        parts = [_("%(verdict)s in the %(arm)s arm (%(estimate)s %(unit)s, Holm-level CI %(ci)s)")
-                 % {"verdict": r["verdict_text"], "arm": r["arm_text"], "estimate": r["estimate"], "unit": r["unit"],
-                    "ci": r["ci_adj"]} for r in decided]  # fmt: skip
-        out.append(_("*%(claim)s*: %(verdicts)s.") % {"claim": decided[0]["text"], "verdicts": _("; ").join(parts)})
-    if not out:
-        out.append(_("No claim was decided in either arm: every verdict is inconclusive at this study's power."))
-    return out
-
-
 def find(rows: list[dict[str, Any]], claim: str, arm: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["claim"] == claim and r["arm"] == arm and r["role"] == "claim"), None)
 
@@ -309,7 +289,6 @@ def claims_context(claims: pd.DataFrame, config: Mapping[str, Any], lang: str, c
         "verdict_grid_md": verdict_grid(rows, arms, lang) if rows else "",
         "counts": verdict_counts(rows),
         "design": design(claims, protocol, n_grid, n_cnn),
-        "headline": headline_sentences(rows, lang),
         # called where the template shows it, so that its citations are numbered in reading order
         "discussion": lambda: discussion_paragraphs(rows, protocol, cite, dropout, hidden, lang),
         "deviations": deviations(protocol, lang),

@@ -164,33 +164,76 @@ def budget_markdown(budget: pd.DataFrame, lang: str) -> str:
     return markdown_table(frame[[c for c in frame.columns if c not in budgets] + budgets])
 
 
-def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
-    """The replication table: the seed report's single-run figure | our replication arm (the seed's rates)
-    | our tuned arm (searched rates), mean ± sd over seeds."""
+def prediction_interval(mean: float, sd: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """The t-based interval that holds one new run's value with probability ``level`` (normal runs):
+    mean ± t(n − 1) · sd · sqrt(1 + 1/n); None for fewer than 2 runs."""
+    from scipy import stats
+
+    if n < 2 or pd.isna(sd):
+        return None
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * sd * (1 + 1 / n) ** 0.5
+    return mean - half, mean + half
+
+
+def seed_settings(lang: str) -> list[tuple[str, str, str, float, int]]:
+    """The seed report's settings: (its table, optimizer, variant, validation accuracy, epochs)."""
     _ = translator(lang)
     label = (_("seed's Table 1"), _("seed's Table 2 (Adam)"))
     settings = [(label[0], opt, "BPNN", val, epochs) for opt, (val, epochs, _lr) in SEED_TABLE1.items()]
-    settings += [(label[1], "adam", variant, val, epochs) for variant, (val, epochs) in SEED_TABLE2.items()]
+    return settings + [(label[1], "adam", variant, val, epochs) for variant, (val, epochs) in SEED_TABLE2.items()]
+
+
+def seed_outside(table2: pd.DataFrame, lang: str) -> dict[str, Any]:
+    """Which of the seed's validation accuracies lie outside the 95 % prediction interval of one run of our
+    replication arm (its learning rates): ``n`` compared, ``outside`` their names."""
+    rep = table2[table2["arm"] == "replication"]
+    compared, outside = 0, []
+    for _table, opt, variant, val, _epochs in seed_settings(lang):
+        found = rep[(rep["optimizer"] == opt) & (rep["variant"] == variant)]
+        if not len(found):
+            continue
+        r = found.iloc[0]
+        interval = prediction_interval(r.best_val_acc_mean, r.best_val_acc_std, int(r.n))
+        if interval is None:
+            continue
+        compared += 1
+        if not interval[0] <= val <= interval[1]:
+            name = optimizer_name(opt) if variant == "BPNN" else variant.replace("BPNN+", "")
+            outside.append(f"{name} ({val:.2f} %, [{interval[0]:.2f}, {interval[1]:.2f}])")
+    return {"n": compared, "outside": outside}
+
+
+def seed_comparison(table1: pd.DataFrame, table2: pd.DataFrame, lang: str) -> str:
+    """The replication table: the seed report's single-run figure | our replication arm (the seed's rates),
+    with the 95 % prediction interval of one run's validation accuracy | our tuned arm (searched rates),
+    mean ± sd over seeds."""
+    _ = translator(lang)
     arms = [a for a in ("replication", "tuned") if a in set(table2["arm"])]
     rows = []
-    for source, opt, variant, val, epochs in settings:
+    for source, opt, variant, val, epochs in seed_settings(lang):
         ours = {a: table2[(table2["arm"] == a) & (table2["optimizer"] == opt) & (table2["variant"] == variant)]
                 for a in arms}  # fmt: skip
         if not any(len(o) for o in ours.values()):
             continue
-        row = [source, variant if variant != "BPNN" or source != label[0] else optimizer_name(opt),
-               f"{val:.2f}", str(epochs)]  # fmt: skip
+        first = source == _("seed's Table 1")
+        row = [source, variant if variant != "BPNN" or not first else optimizer_name(opt), f"{val:.2f}", str(epochs)]
         for arm in arms:
             if len(ours[arm]):
                 r = ours[arm].iloc[0]
                 row += [mean_std(r.best_val_acc_mean, r.best_val_acc_std), mean_std(r.test_acc_mean, r.test_acc_std),
                         f"{r.lr:.3g}"]  # fmt: skip
+                if arm == "replication":
+                    pi = prediction_interval(r.best_val_acc_mean, r.best_val_acc_std, int(r.n))
+                    row.insert(len(row) - 2, "—" if pi is None else f"[{pi[0]:.2f}, {pi[1]:.2f}]")
             else:
-                row += ["—", "—", "—"]
+                row += ["—", "—", "—", "—"] if arm == "replication" else ["—", "—", "—"]
         rows.append(row)
     cols = ["", _("setting"), _("seed val acc"), _("seed epochs")]
-    cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": _(what)} for a in arms
-             for what in (N_("val acc (%)"), N_("test acc (%)"), N_("lr"))]  # fmt: skip
+    for a in arms:
+        whats = [N_("val acc (%)"), N_("test acc (%)"), N_("lr")]
+        if a == "replication":
+            whats.insert(1, N_("one run's 95 % prediction interval"))
+        cols += [_("%(arm)s: %(what)s") % {"arm": _(ARMS[a]), "what": _(what)} for what in whats]
     return markdown_table(pd.DataFrame(rows, columns=cols))
 
 
@@ -507,6 +550,7 @@ def build_context(
         "cnn_decay": cnn_decay(config),
         "cmp": comparison_rows(comparisons, lang),
         "seed_md": seed_comparison(all_table1, all_table2, lang),
+        "seed_pi": seed_outside(all_table2, lang),
         "main_arm": arm,
         "main_arm_text": _(ARMS[arm]),
         "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
