@@ -133,7 +133,15 @@ def check_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"search.lr_range.{name}: learning rates must be > 0, got [{low}, {high}]")
         if low >= high:
             raise ConfigError(f"search.lr_range.{name}: low ({low}) must be below high ({high})")
-    cnn = config["cnn"]
+    check_cnn(config)
+    check_network_size(config)
+    check_protocol(config)
+    check_data(data)
+
+
+def check_cnn(config: dict[str, Any]) -> None:
+    """The CNN's section, when it is on: its grid, its search ranges or fallback rates, its layers."""
+    cnn, search = config["cnn"], config["search"]
     if cnn["enabled"]:
         for key in ("optimizers", "batchnorm", "dropout"):
             if not cnn[key]:
@@ -152,9 +160,6 @@ def check_config(config: dict[str, Any]) -> None:
             CNNSpec(conv=tuple(tuple(c) for c in cnn["conv"]), hidden=tuple(cnn["hidden"]))
         except ValueError as exc:
             raise ConfigError(f"cnn.conv: {exc}") from None
-    check_network_size(config)
-    check_protocol(config)
-    check_data(data)
 
 
 def check_output_dir(path: str) -> None:

@@ -258,20 +258,8 @@ def optimizer_curves(
                 ax_loss.plot(run["epoch"], run["smoothed loss"], color="#2a6f73", lw=0.6, alpha=0.5)
             ax_loss.set(yscale="log", xlabel=t["epoch"], ylabel=t["loss_y"].format(n=smooth))
             ax_loss.set_title(t["loss_title"].format(opt=opt))
-            handles = {}
-            for split in ("train", "validation"):
-                sel = ep[ep["split"] == split]
-                for _, run in sel.groupby("seed"):
-                    run = run.sort_values("epoch")
-                    ax_acc.plot(run["epoch"], run["accuracy"], color=colours[split], lw=0.7, alpha=0.45)
-                common = sel[sel["epoch"].isin(epochs_all_running(sel))]
-                stats = common.groupby("epoch")["accuracy"].agg(["mean", "std"]).fillna(0.0)
-                ax_acc.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                                    color=colours[split], alpha=0.2, lw=0)  # fmt: skip
-                (mean_line,) = ax_acc.plot(stats.index, stats["mean"], color=colours[split], lw=2.2)
-                mean_line.set_label(t["mean_all_run"].format(split=t[split]))
-                handles[split] = [plt.Line2D([], [], color=colours[split], lw=0.8,
-                                             label=t["per_seed"].format(split=t[split])), mean_line]  # fmt: skip
+            handles = {split: accuracy_lines(ax_acc, ep[ep["split"] == split], colours[split], t, split)
+                       for split in ("train", "validation")}  # fmt: skip
             val = ep[(ep["split"] == "validation") & (ep["epoch"] == ep["best_epoch"])]
             best = ax_acc.scatter(val["epoch"], val["accuracy"], marker="*", s=110, color="#c44e52",
                                   edgecolor="black", linewidth=0.5, zorder=5, label=t["best_marker"])  # fmt: skip
@@ -286,6 +274,21 @@ def optimizer_curves(
             fig.tight_layout()
             written += save_figure(fig, stem, formats)
     return written
+
+
+def accuracy_lines(ax: plt.Axes, sel: pd.DataFrame, colour: str, t: dict[str, str], split: str) -> list:
+    """One split's accuracy per seed (thin), and its mean ± sd over the epochs in which every seed still runs;
+    returns the two legend entries."""
+    for _, run in sel.groupby("seed"):
+        run = run.sort_values("epoch")
+        ax.plot(run["epoch"], run["accuracy"], color=colour, lw=0.7, alpha=0.45)
+    common = sel[sel["epoch"].isin(epochs_all_running(sel))]
+    stats = common.groupby("epoch")["accuracy"].agg(["mean", "std"]).fillna(0.0)
+    ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"], color=colour,
+                    alpha=0.2, lw=0)  # fmt: skip
+    (mean_line,) = ax.plot(stats.index, stats["mean"], color=colour, lw=2.2)
+    mean_line.set_label(t["mean_all_run"].format(split=t[split]))
+    return [plt.Line2D([], [], color=colour, lw=0.8, label=t["per_seed"].format(split=t[split])), mean_line]
 
 
 def grid_comparison(
@@ -398,77 +401,106 @@ def search_figures(
     dashed line in the BP network's studies; ``best_jsons``: each study's ``best.json`` (default: the one next
     to its trials.csv, when present), whose ``lr`` is marked as the chosen rate."""
     t = use_language(lang)
-    studies = list(trials_csvs)
+    trials, bests = load_trials(trials_csvs, best_jsons)
+    columns = 3 if len(trials_csvs) > 4 else min(2, len(trials_csvs))
+    with plt.rc_context(print_rc(panel_width(columns))):
+        written = draw_search_history(trials, columns, t, Path(out_dir), formats)
+        written += draw_lr_vs_accuracy(trials, bests, seed_lrs or {}, columns, t, Path(out_dir), formats)
+    return written + draw_search_budget(list(trials_csvs.values()), t, Path(out_dir), formats)
+
+
+def load_trials(
+    trials_csvs: dict[str, str | Path], best_jsons: dict[str, str | Path] | None
+) -> tuple[pd.DataFrame, dict[str, dict | None]]:
+    """Every study's trials (one per slot: a killed trial's rerun replaces it), in study order, with their
+    validation accuracy in %; and each study's best.json (None when absent)."""
     frames, bests = [], {}
     for study, path in trials_csvs.items():
-        f = pd.read_csv(path)
-        f["study"] = study
-        frames.append(f)
+        frames.append(pd.read_csv(path).assign(study=study))
         best_path = Path((best_jsons or {}).get(study, Path(path).with_name("best.json")))
         bests[study] = read_json(best_path) if best_path.exists() else None
     trials = pd.concat(frames, ignore_index=True)
-    trials = trials[trials["holds_slot"].astype(bool)]  # one trial per slot: a killed trial's rerun replaces it
+    trials = trials[trials["holds_slot"].astype(bool)].copy()
     trials["val acc (%)"] = trials["value"] * 100
+    return trials, bests
+
+
+def state_handles(trials: pd.DataFrame, t: dict[str, str]) -> list:
+    """Legend entries for the trial states present."""
     present = [s for s in STATE_STYLE if s in set(trials["state"])]
-    columns = 3 if len(studies) > 4 else min(2, len(studies))
-    written = []
+    return [plt.Line2D([], [], ls="", marker=STATE_STYLE[s][1], color=STATE_STYLE[s][0], markersize=8, label=t[s])
+            for s in present]  # fmt: skip
 
-    def state_handles() -> list:
-        colour_marker = {s: STATE_STYLE[s] for s in present}
-        return [plt.Line2D([], [], ls="", marker=m, color=c, markersize=8, label=t[s])
-                for s, (c, m) in colour_marker.items()]  # fmt: skip
 
-    def scatter_states(ax: plt.Axes, sel: pd.DataFrame, x: str) -> None:
-        for state in present:
-            colour, marker = STATE_STYLE[state]
-            part = sel[sel["state"] == state]
+def scatter_states(ax: plt.Axes, sel: pd.DataFrame, x: str) -> None:
+    """Trials against ``x``, one colour and marker per state."""
+    for state, (colour, marker) in STATE_STYLE.items():
+        part = sel[sel["state"] == state]
+        if len(part):
             ax.scatter(part[x], part["val acc (%)"], color=colour, marker=marker, s=36, zorder=3,
                        edgecolor="white" if marker == "o" else None, linewidth=0.4)  # fmt: skip
 
-    with plt.rc_context(print_rc(panel_width(columns))):
-        fig, axes = panels(len(studies), columns)
-        for ax, study in zip(axes, studies):
-            sel = trials[trials["study"] == study].sort_values("slot")
-            scatter_states(ax, sel, "slot")
-            line = best_so_far(sel["val acc (%)"], sel["state"])
-            ax.step(sel["slot"], line, where="post", color="black", lw=1.3, zorder=4)
-            ax.set_title(study)
-            integer_epochs(ax)
-        label_panels(fig, axes, columns, t["trial"], t["val_acc"])
-        handles = [*state_handles(), plt.Line2D([], [], color="black", lw=1.3, label=t["best_so_far"])]
-        fig.suptitle(t["history_title"])
-        finish_panels(fig, handles)
-        written += save_figure(fig, Path(out_dir) / "search_history", formats)
 
-        fig, axes = panels(len(studies), columns)
-        seed_drawn = chosen_drawn = False
-        for ax, study in zip(axes, studies):
-            sel = trials[trials["study"] == study]
-            scatter_states(ax, sel, "lr")
-            arch, optimizer = study_model(study, bests[study])
-            if arch == "mlp" and seed_lrs and optimizer in seed_lrs:
-                ax.axvline(seed_lrs[optimizer], color="#555555", ls="--", lw=1.4, zorder=2)
-                seed_drawn = True
-            best = bests[study]
-            if best and best.get("lr") is not None:
-                ax.axvline(best["lr"], color="#2ca02c", ls="-", lw=1.4, zorder=2)
-                if best.get("best_val_acc") is not None:
-                    ax.scatter([best["lr"]], [best["best_val_acc"] * 100], marker="*", s=220, color="#2ca02c",
-                               edgecolor="black", linewidth=0.6, zorder=5)  # fmt: skip
-                chosen_drawn = True
-            ax.set(xscale="log", title=study)
-        label_panels(fig, axes, columns, t["lr"], t["val_acc"])
-        handles = state_handles()
-        if seed_drawn:
-            handles.append(plt.Line2D([], [], color="#555555", ls="--", lw=1.4, label=t["seed_lr"]))
-        if chosen_drawn:
-            handles.append(plt.Line2D([], [], color="#2ca02c", ls="-", lw=1.4, marker="*", markersize=13,
-                                      markeredgecolor="black", label=t["chosen_lr"]))  # fmt: skip
-        fig.suptitle(t["lr_title"])
-        finish_panels(fig, handles)
-        written += save_figure(fig, Path(out_dir) / "lr_vs_accuracy", formats)
+def draw_search_history(
+    trials: pd.DataFrame, columns: int, t: dict[str, str], out_dir: Path, formats: tuple[str, ...]
+) -> list[Path]:
+    """``search_history``: each study's trials in slot order and the best so far."""
+    studies = list(dict.fromkeys(trials["study"]))
+    fig, axes = panels(len(studies), columns)
+    for ax, study in zip(axes, studies):
+        sel = trials[trials["study"] == study].sort_values("slot")
+        scatter_states(ax, sel, "slot")
+        ax.step(sel["slot"], best_so_far(sel["val acc (%)"], sel["state"]), where="post", color="black", lw=1.3,
+                zorder=4)  # fmt: skip
+        ax.set_title(study)
+        integer_epochs(ax)
+    label_panels(fig, axes, columns, t["trial"], t["val_acc"])
+    handles = [*state_handles(trials, t), plt.Line2D([], [], color="black", lw=1.3, label=t["best_so_far"])]
+    fig.suptitle(t["history_title"])
+    finish_panels(fig, handles)
+    return save_figure(fig, out_dir / "search_history", formats)
 
-    budget = budget_table(list(trials_csvs.values()))
+
+def draw_lr_vs_accuracy(
+    trials: pd.DataFrame, bests: dict[str, dict | None], seed_lrs: dict[str, float], columns: int,
+    t: dict[str, str], out_dir: Path, formats: tuple[str, ...],
+) -> list[Path]:  # fmt: skip
+    """``lr_vs_accuracy``: each study's trials against their rate, the seed's rate dashed (BP network) and
+    the chosen rate as a star."""
+    studies = list(dict.fromkeys(trials["study"]))
+    fig, axes = panels(len(studies), columns)
+    seed_drawn = chosen_drawn = False
+    for ax, study in zip(axes, studies):
+        scatter_states(ax, trials[trials["study"] == study], "lr")
+        arch, optimizer = study_model(study, bests[study])
+        if arch == "mlp" and optimizer in seed_lrs:
+            ax.axvline(seed_lrs[optimizer], color="#555555", ls="--", lw=1.4, zorder=2)
+            seed_drawn = True
+        best = bests[study]
+        if best and best.get("lr") is not None:
+            ax.axvline(best["lr"], color="#2ca02c", ls="-", lw=1.4, zorder=2)
+            if best.get("best_val_acc") is not None:
+                ax.scatter([best["lr"]], [best["best_val_acc"] * 100], marker="*", s=220, color="#2ca02c",
+                           edgecolor="black", linewidth=0.6, zorder=5)  # fmt: skip
+            chosen_drawn = True
+        ax.set(xscale="log", title=study)
+    label_panels(fig, axes, columns, t["lr"], t["val_acc"])
+    handles = state_handles(trials, t)
+    if seed_drawn:
+        handles.append(plt.Line2D([], [], color="#555555", ls="--", lw=1.4, label=t["seed_lr"]))
+    if chosen_drawn:
+        handles.append(plt.Line2D([], [], color="#2ca02c", ls="-", lw=1.4, marker="*", markersize=13,
+                                  markeredgecolor="black", label=t["chosen_lr"]))  # fmt: skip
+    fig.suptitle(t["lr_title"])
+    finish_panels(fig, handles)
+    return save_figure(fig, out_dir / "lr_vs_accuracy", formats)
+
+
+def draw_search_budget(
+    trials_csvs: list[str | Path], t: dict[str, str], out_dir: Path, formats: tuple[str, ...]
+) -> list[Path]:
+    """``search_budget``: the expected best validation accuracy of k trials, per study."""
+    budget = budget_table(trials_csvs)
     budget["study"] = budget["study"] + " (N = " + budget["n_trials"].astype(str) + ")"
     width = 9.0
     with plt.rc_context(print_rc(width)):
@@ -477,8 +509,7 @@ def search_figures(
         ax.set(xlabel=t["budget_x"], ylabel=t["budget_y"], title=t["budget_title"])
         integer_epochs(ax)
         ax.legend(title=t["study"], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2, frameon=False)
-        written += save_figure(fig, Path(out_dir) / "search_budget", formats)
-    return written
+        return save_figure(fig, out_dir / "search_budget", formats)
 
 
 def forest_panel(ax: plt.Axes, rows: pd.DataFrame, arms: list[str], labels: dict[str, str]) -> None:

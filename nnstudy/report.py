@@ -445,6 +445,96 @@ def cnn_decay(config: dict[str, Any]) -> dict[str, Any] | None:
     return {"kind": kind, "gamma": pick("schedule_gamma", 0.5), "step": pick("schedule_step", 10)}
 
 
+def search_summaries(search_dir: Path, studies: list[str]) -> list[dict[str, Any]]:
+    """Each search's best.json with its chosen rate, validation accuracy and ratio to the seed's rate as text."""
+    searches = []
+    for study in studies:
+        best = read_json(search_dir / study / "best.json")
+        optimizer = best["optimizer"]  # from the study model, never parsed out of the study's name
+        seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2] if best["arch"] == "mlp" else None
+        best["lr_text"] = "—" if best.get("lr") is None else f"{best['lr']:.3g}"
+        best["val_text"] = fmt_num(None if best.get("best_val_acc") is None else best["best_val_acc"] * 100)
+        best["seed_lr"] = seed_lr
+        best["ratio_text"] = f"{best['lr'] / seed_lr:.2g}" if seed_lr and best.get("lr") else "—"
+        searches.append(best)
+    return searches
+
+
+def cell_text(r: Any) -> dict[str, str] | None:
+    """One row of a summary table (mean ± sd over seeds) as the text quotes it; None for a missing cell."""
+    if r is None:
+        return None
+    return {"val": mean_std(r.best_val_acc_mean, r.best_val_acc_std),
+            "test": mean_std(r.test_acc_mean, r.test_acc_std),
+            "epochs": mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1),
+            "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}",
+            "time": mean_std(getattr(r, "time_per_epoch_mean", None), getattr(r, "time_per_epoch_std", None), 2),
+            "params": f"{int(r.n_params):,}"}  # fmt: skip
+
+
+def helpers_context(numbering: Numbering, lang: str) -> dict[str, Any]:
+    """What the template calls: numbering of tables, figures and citations, lists and numbers in ``lang``."""
+    return {"lang": lang, "numbering": numbering, "fig": numbering.fig, "tab": numbering.tab,
+            "figref": numbering.figref, "tabref": numbering.tabref, "cite": numbering.cite,
+            "lst": lambda items: join_list(items, lang), "spans": lambda seeds: join_list(seed_spans(seeds), lang),
+            "num": fmt_int, "fig_dir": f"figures/{lang}"}  # fmt: skip
+
+
+def config_context(config: dict, studies: list[str], lang: str) -> dict[str, Any]:
+    """The study's design as the text states it, from its configuration."""
+    _ = translator(lang)
+    grid, cnn, search = config["grid"], config["cnn"], config["search"]
+    return {
+        "study_name": config["study_name"], "seeds": grid["seeds"], "n_seeds": len(grid["seeds"]),
+        "grid_seeds": grid["seeds"], "cnn_seeds": cnn.get("seeds") or grid["seeds"],
+        "hidden": "-".join(str(h) for h in config["training"]["hidden"]),
+        "dropout_text": " / ".join(f"{p:g}" for p in grid["dropout"] if p > 0) or "—",
+        "training": config["training"], "cnn_enabled": bool(cnn["enabled"]), "cnn_conv": cnn["conv"],
+        "cnn_hidden": cnn["hidden"], "cnn_decay": cnn_decay(config),
+        "cnn_layers": cnn_layers_text(cnn["conv"], cnn["hidden"], lang),
+        "replication_rates": join_list(
+            [f"{optimizer_name(o)} {lr}" for o, lr in config["protocol"]["replication_lr"].items()], lang),
+        "protocol": {**config["protocol"], "primary_text": _(PRIMARY[config["protocol"]["primary_metric"]])},
+        "per_cell": bool(search["per_cell"]), "search_enabled": bool(studies), "n_trials": search["n_trials"],
+        "cnn_trials": cnn["n_trials"],
+    }  # fmt: skip
+
+
+def results_context(tables: dict[str, pd.DataFrame], config: dict, lang: str) -> dict[str, Any]:
+    """The result tables as Markdown and the cells the text quotes (the main arm's), per arm where it says."""
+    _ = translator(lang)
+    runs = tables["runs"]
+    arm = main_arm(runs["arm"])  # the arm the descriptive text shows; the tables show every arm
+    table1, table2, table3 = (tables[k][tables[k]["arm"] == arm] for k in ("table1", "table2", "table3"))
+    t2 = {(r.optimizer, r.variant): r for r in table2.itertuples()}
+    t3 = {(r.optimizer, r.variant): r for r in table3.itertuples()}
+    optimizers = list(table1["optimizer"])
+    variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
+    all3 = tables["table3"]
+    table3_md = markdown_table(display_table3(all3).assign(arm=lambda shown: shown["arm"].map(lambda a: _(ARMS[a])))
+                               .rename(columns={h: _(h) for h in HEADERS})) if len(all3) else ""  # fmt: skip
+    with_seed = seed_measured(dataset_card(config["data"]))
+    return {
+        "main_arm": arm, "main_arm_text": _(ARMS[arm]),
+        "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
+        "optimizers": optimizers, "variants": variants,
+        "cells": {(o, v): cell_text(t2.get((o, v))) for o in optimizers for v in variants},
+        "t1": {r.optimizer: cell_text(r) for r in table1.itertuples()},
+        "deep": {o: {"cnn": cell_text(t3[(o, "CNN")]), "mlp": cell_text(t3[(o, "BPNN")])}
+                 for o in sorted(set(table3["optimizer"])) if (o, "CNN") in t3 and (o, "BPNN") in t3},
+        "summary_md": summary_markdown(tables["table2"], all3, lang, with_seed),
+        "table1_md": table_markdown(tables["table1"], ["arm", "optimizer"], lang),
+        "table2_md": table_markdown(tables["table2"], ["arm", "optimizer", "variant"], lang),
+        "table3_md": table3_md,
+        "cmp": comparison_rows(tables["comparisons"][tables["comparisons"]["arm"] == arm], lang),
+        "seed_md": seed_comparison(tables["table1"], tables["table2"], lang),
+        "seed_pi": seed_outside(tables["table2"], lang),
+        "budget_md": budget_markdown(tables["budget"], lang),
+        "n_diverged": int((runs["status"] != "ok").sum()),
+        "diverged_cells": sorted(set(runs.loc[runs["status"] != "ok", "cell"])),
+    }  # fmt: skip
+
+
 def build_context(
     *,
     tables_dir: Path,
@@ -457,127 +547,40 @@ def build_context(
     recogniser_json: Path,
     has_model_figures: bool = False,
 ) -> dict[str, Any]:
-    all_table1 = pd.read_csv(tables_dir / "table1.csv")
-    all_table2 = pd.read_csv(tables_dir / "table2.csv")
-    all_table3 = pd.read_csv(tables_dir / "table3.csv")
-    runs = pd.read_csv(tables_dir / "runs.csv")
-    all_comparisons = pd.read_csv(tables_dir / "comparisons.csv")
-    budget = pd.read_csv(tables_dir / "budget.csv")
-    arm = main_arm(runs["arm"])  # the arm the descriptive text shows; the tables show every arm
-    table1, table2 = all_table1[all_table1["arm"] == arm], all_table2[all_table2["arm"] == arm]
-    table3, comparisons = all_table3[all_table3["arm"] == arm], all_comparisons[all_comparisons["arm"] == arm]
+    """Everything the template says, from the study's result files and its configuration."""
+    names = ("table1", "table2", "table3", "runs", "comparisons", "budget")
+    tables = {name: pd.read_csv(tables_dir / f"{name}.csv") for name in names}
+    searches = search_summaries(search_dir, studies)
     trials = {s: pd.read_csv(search_dir / s / "trials.csv") for s in studies}
-    searches = []
-    for study in studies:
-        best = read_json(search_dir / study / "best.json")
-        optimizer = best["optimizer"]  # from the study model, never parsed out of the study's name
-        seed_lr = SEED_TABLE1.get(optimizer, (None, None, None))[2] if best["arch"] == "mlp" else None
-        best["optimizer"] = optimizer
-        best["lr_text"] = "—" if best.get("lr") is None else f"{best['lr']:.3g}"
-        best["val_text"] = fmt_num(None if best.get("best_val_acc") is None else best["best_val_acc"] * 100)
-        best["seed_lr"] = seed_lr
-        best["ratio_text"] = f"{best['lr'] / seed_lr:.2g}" if seed_lr and best.get("lr") else "—"
-        searches.append(best)
-    t1 = {r.optimizer: r for r in table1.itertuples()}
-    t2 = {(r.optimizer, r.variant): r for r in table2.itertuples()}
-    t3 = {(r.optimizer, r.variant): r for r in table3.itertuples()}
-
-    def cell(opt: str, variant: str | None = None, source: dict | None = None) -> dict[str, str] | None:
-        r = t1.get(opt) if variant is None else (source or t2).get((opt, variant))
-        if r is None:
-            return None
-        return {"val": mean_std(r.best_val_acc_mean, r.best_val_acc_std),
-                "test": mean_std(r.test_acc_mean, r.test_acc_std),
-                "epochs": mean_std(r.epochs_to_best_mean, r.epochs_to_best_std, 1),
-                "n": int(r.n), "n_diverged": int(r.n_diverged), "lr": f"{r.lr:.3g}",
-                "time": mean_std(getattr(r, "time_per_epoch_mean", None), getattr(r, "time_per_epoch_std", None), 2),
-                "params": f"{int(r.n_params):,}"}  # fmt: skip
-
-    optimizers = list(table1["optimizer"])
-    variants = [v for v in ("BPNN", "BPNN+BN", "BPNN+DP", "BPNN+BN+DP") if v in set(table2["variant"])]
     dataset = read_json(dataset_json)
-    _ = translator(lang)
-    hidden = "-".join(str(h) for h in config["training"]["hidden"])
-    dropout_text = " / ".join(f"{p:g}" for p in config["grid"]["dropout"] if p > 0) or "—"
     rec = recogniser_summary(read_json(recogniser_json), lang)
     numbering = Numbering(lang)
+    design = config_context(config, studies, lang)
+    prov = provenance(tables["runs"], trials, dataset, config)
     return {
-        "lang": lang,
-        "numbering": numbering,
-        "fig": numbering.fig,
-        "tab": numbering.tab,
-        "figref": numbering.figref,
-        "tabref": numbering.tabref,
-        "cite": numbering.cite,
-        "lst": lambda items: join_list(items, lang),
-        "spans": lambda seeds: join_list(seed_spans(seeds), lang),
-        "num": fmt_int,
-        "hidden": hidden,
-        "summary_md": summary_markdown(all_table2, all_table3, lang, seed_measured(dataset_card(config["data"]))),
-        **dataset_context(config, all_table2, all_table3, lang),
+        **helpers_context(numbering, lang),
+        **design,
+        **results_context(tables, config, lang),
+        **dataset_context(config, tables["table2"], tables["table3"], lang),
+        **claims_context(
+            pd.read_csv(tables_dir / "claims.csv"),
+            config,
+            lang,
+            numbering.cite,
+            design["dropout_text"],
+            design["hidden"],
+        ),  # fmt: skip
+        "searches": searches,
         "searches_md": searches_markdown(searches, lang),
         "recogniser_md": recogniser_markdown(rec, lang),
-        "cnn_layers": cnn_layers_text(config["cnn"]["conv"], config["cnn"]["hidden"], lang),
-        "replication_rates": join_list(
-            [f"{optimizer_name(o)} {lr}" for o, lr in config["protocol"]["replication_lr"].items()], lang
-        ),  # fmt: skip
+        "rec": rec,
         "has_model_figures": has_model_figures,
         "gui_screenshot": False,
-        "study_name": config["study_name"],
-        "seeds": config["grid"]["seeds"],
-        "n_seeds": len(config["grid"]["seeds"]),
-        "optimizers": optimizers,
-        "variants": variants,
-        "cells": {(o, v): cell(o, v) for o in optimizers for v in variants},
-        "t1": {o: cell(o) for o in optimizers},
-        "table1_md": table_markdown(all_table1, ["arm", "optimizer"], lang),
-        "table2_md": table_markdown(all_table2, ["arm", "optimizer", "variant"], lang),
-        "table3_md": markdown_table(
-            display_table3(all_table3)
-            .assign(arm=lambda shown: shown["arm"].map(lambda a: _(ARMS[a])))
-            .rename(columns={h: _(h) for h in HEADERS})
-        )
-        if len(all_table3)
-        else "",
-        "deep": {
-            o: {"cnn": cell(o, "CNN", t3), "mlp": cell(o, "BPNN", t3)}
-            for o in sorted(set(table3["optimizer"]))
-            if (o, "CNN") in t3 and (o, "BPNN") in t3
-        },  # fmt: skip
-        "cnn_enabled": bool(config["cnn"]["enabled"]),
-        "cnn_conv": config["cnn"]["conv"],
-        "cnn_hidden": config["cnn"]["hidden"],
-        "cnn_decay": cnn_decay(config),
-        "cmp": comparison_rows(comparisons, lang),
-        "seed_md": seed_comparison(all_table1, all_table2, lang),
-        "seed_pi": seed_outside(all_table2, lang),
-        "main_arm": arm,
-        "main_arm_text": _(ARMS[arm]),
-        "arms": [a for a in ("replication", "tuned") if a in set(runs["arm"])],
-        "protocol": {**config["protocol"], "primary_text": _(PRIMARY[config["protocol"]["primary_metric"]])},
-        **claims_context(pd.read_csv(tables_dir / "claims.csv"), config, lang, numbering.cite, dropout_text, hidden),
-        "budget_md": budget_markdown(budget, lang),
-        "per_cell": bool(config["search"]["per_cell"]),
-        "cnn_seeds": config["cnn"].get("seeds") or config["grid"]["seeds"],
-        "grid_seeds": config["grid"]["seeds"],
-        "searches": searches,
-        "search_enabled": bool(studies),
-        "n_trials": config["search"]["n_trials"],
-        "cnn_trials": config["cnn"]["n_trials"],
-        "dropout_text": dropout_text,
-        "training": config["training"],
         "data": {**config["data"], **dataset},
-        "prov": {
-            **(prov := provenance(runs, trials, dataset, config)),
-            "packages": join_list([f"{k} {v}" for k, v in prov["versions"].items()], lang),
-        },
+        "prov": {**prov, "packages": join_list([f"{k} {v}" for k, v in prov["versions"].items()], lang)},
         "code": engine_code(),
         "engine": engine_constants(),
         "gradcheck": gradient_check_summary(read_json(gradcheck_json)),
-        "rec": rec,
-        "n_diverged": int((runs["status"] != "ok").sum()),
-        "diverged_cells": sorted(set(runs.loc[runs["status"] != "ok", "cell"])),
-        "fig_dir": f"figures/{lang}",
     }
 
 

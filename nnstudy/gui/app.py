@@ -9,6 +9,7 @@ import binascii
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,10 +56,27 @@ def create_app(
         app.config["TRUSTED_HOSTS"] = list(trusted_hosts)
     slots = threading.BoundedSemaphore(max_concurrent)
     app.extensions["nnstudy_gui_slots"] = slots
-    workers = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="nnstudy-gui-predict")
-    page = resources.files("nnstudy.gui").joinpath("index.html").read_text(encoding="utf-8")
     card = card or MNIST_CARD
-    item = text(card, "item", "en")
+    _refuse_other_sites_and_large_bodies(app)
+    _serve_page_and_lists(app, choices, card)
+    workers = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="nnstudy-gui-predict")
+    _serve_predictions(app, choices, networks, card, Limits(slots, workers, max_concurrent, queue_seconds))
+    return app
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many predictions run at once (``slots``, on ``workers``' threads) and how long a request waits."""
+
+    slots: threading.BoundedSemaphore
+    workers: ThreadPoolExecutor
+    max_concurrent: int
+    queue_seconds: float
+
+
+def _refuse_other_sites_and_large_bodies(app: Flask) -> None:
+    """Refuse cross-site requests (Sec-Fetch-Site, Origin) and bodies over the limit, chunked ones too; every
+    error is JSON."""
 
     @app.before_request
     def same_origin_only():
@@ -76,6 +94,19 @@ def create_app(
     def body_within_limit():
         return _whole_body_within_limit()
 
+    @app.errorhandler(413)
+    def too_large(_):
+        return jsonify(error=f"the upload is too large (limit {MAX_UPLOAD_BYTES // (1024 * 1024)} MB)"), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description), exc.code
+
+
+def _serve_page_and_lists(app: Flask, choices: list[Choice], card: dict) -> None:
+    """The page, the dataset's card (its name, what one image shows, its classes) and the models."""
+    page = resources.files("nnstudy.gui").joinpath("index.html").read_text(encoding="utf-8")
+
     @app.get("/")
     def index():
         headers = {"Content-Type": "text/html; charset=utf-8",
@@ -84,12 +115,20 @@ def create_app(
 
     @app.get("/api/dataset")
     def dataset():
-        return jsonify(name=text(card, "display_name", "en"), item=item, classes=class_names(card, "en"),
-                       preprocess=card["preprocess"])  # fmt: skip
+        return jsonify(name=text(card, "display_name", "en"), item=text(card, "item", "en"),
+                       classes=class_names(card, "en"), preprocess=card["preprocess"])  # fmt: skip
 
     @app.get("/api/models")
     def models():
         return jsonify([{"key": c.key, "label": c.label} for c in choices])
+
+
+def _serve_predictions(
+    app: Flask, choices: list[Choice], networks: dict[str, Network], card: dict, limits: Limits
+) -> None:
+    """POST /api/predict: an image (JSON data URL or a form upload) and a model key -> the class, its name,
+    the probabilities and the 28x28 input the network saw."""
+    item, names = text(card, "item", "en"), class_names(card, "en")
 
     @app.post("/api/predict")
     def predict():
@@ -101,34 +140,21 @@ def create_app(
             data = _image_bytes(payload)
         except DigitImageError as exc:
             return jsonify(error=str(exc)), 422
-        if not slots.acquire(timeout=queue_seconds):
-            return jsonify(error=f"busy: {max_concurrent} predictions are running; try again in a moment"), 429
+        if not limits.slots.acquire(timeout=limits.queue_seconds):
+            busy = f"busy: {limits.max_concurrent} predictions are running; try again in a moment"
+            return jsonify(error=busy), 429
         try:  # on the pool's own threads, so that only they ever hold a large decoded image (malloc arenas)
-            seen, proba = workers.submit(_recognise, data, networks[key], card["preprocess"], item).result()
+            seen, proba = limits.workers.submit(_recognise, data, networks[key], card["preprocess"], item).result()
         except DigitImageError as exc:
             return jsonify(error=str(exc)), 422
         finally:
-            slots.release()
+            limits.slots.release()
         if not np.all(np.isfinite(proba)):
             return jsonify(error=f"the model {key!r} gave non-finite probabilities: its checkpoint is damaged"), 500
         answer = int(np.argmax(proba))
-        return jsonify(
-            model=key,
-            digit=answer,  # the class's index (its label), by its first name
-            label=class_names(card, "en")[answer],
-            probabilities=[round(float(p), 6) for p in proba],
-            input=[[round(float(v), 3) for v in row] for row in seen],
-        )
-
-    @app.errorhandler(413)
-    def too_large(_):
-        return jsonify(error=f"the upload is too large (limit {MAX_UPLOAD_BYTES // (1024 * 1024)} MB)"), 413
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        return jsonify(error=exc.description), exc.code
-
-    return app
+        return jsonify(model=key, digit=answer, label=names[answer],  # digit: the class's index (its label)
+                       probabilities=[round(float(p), 6) for p in proba],
+                       input=[[round(float(v), 3) for v in row] for row in seen])  # fmt: skip
 
 
 def _recognise(data: bytes, network: Network, kind: str, item: str) -> tuple[np.ndarray, np.ndarray]:
