@@ -345,11 +345,13 @@ def study_cell(config: dict[str, Any], study: str) -> Cell:
 
 
 def search_settings(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
-    """The search options for a cell's architecture (the CNN has its own smaller budget)."""
+    """The search options for a cell's architecture (the CNN has its own smaller budget), with the range of
+    the cell's own optimizer only: adding an optimizer does not rerun the other optimizers' searches."""
     s = dict(config["search"])
     if cell.arch == "cnn":
         c = config["cnn"]
         s.update(n_trials=c["n_trials"], max_epochs=c["search_max_epochs"], lr_range=c["lr_range"])
+    s["lr_range"] = {k: v for k, v in s["lr_range"].items() if k == cell.optimizer}
     return s
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import logging
 import os
 import signal
@@ -28,6 +29,18 @@ def handle_sigterm() -> None:
     """Make SIGTERM raise KeyboardInterrupt in the main thread (signals reach only the main thread)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, interrupt_on_sigterm)
+
+
+def canonical(value: Any) -> str:
+    """A rule's parameter as canonical JSON (sorted keys): Snakemake compares parameters as text, so the same
+    values with the config's keys in another order must give the same text, or every job would rerun."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def param(snakemake: Any, name: str) -> Any:
+    """A rule's parameter, decoded when the rule passed it as canonical JSON (``canonical``)."""
+    value = getattr(snakemake.params, name)
+    return json.loads(value) if isinstance(value, str) and value[:1] in "{[" else value
 
 
 def start_job(snakemake: Any) -> None:

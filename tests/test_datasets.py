@@ -149,3 +149,27 @@ def test_a_second_dataset_beside_a_finished_study_plans_only_its_own_jobs(study)
     assert after == before
     mnist = snakemake(workdir, "-n", "--cores", "2")
     assert mnist.returncode == 0 and "Nothing to be done" in mnist.stdout + mnist.stderr
+
+
+def reordered(value):
+    """The same configuration with every mapping's keys in reverse order."""
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list):
+        return [reordered(v) for v in value]
+    return value
+
+
+def test_the_same_config_with_its_keys_in_another_order_plans_nothing(study):
+    """Snakemake compares a rule's parameters as text: they are canonical JSON, so reordering the config's
+    keys (or the seed list) reruns no job."""
+    workdir, config = study
+    shuffled = reordered(config)
+    shuffled["grid"]["seeds"] = list(reversed(config["grid"]["seeds"]))
+    path = workdir / "reordered.yaml"
+    path.write_text(yaml.safe_dump(shuffled, sort_keys=False, allow_unicode=True))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(workdir / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(path), "-n", "--cores", "2"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]

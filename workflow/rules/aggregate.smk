@@ -132,7 +132,7 @@ rule figures:
         studies=STUDIES,
         cnn=config["cnn"]["enabled"],
         # the seed report's rates, marked in the BP network's learning-rate searches
-        seed_lrs=config["protocol"]["replication_lr"],
+        seed_lrs=dict(sorted(config["protocol"]["replication_lr"].items())),
     script:
         "../scripts/figures.py"
 

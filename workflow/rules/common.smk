@@ -5,6 +5,7 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from nnstudy.datasets import dataset_card
+from nnstudy.jobs import canonical
 from nnstudy.pilot import pilot_jobs
 
 from nnstudy.config import (

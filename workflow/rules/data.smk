@@ -23,7 +23,7 @@ rule download_data:
         timeout=config["data"]["timeout_s"],
         deadline=config["data"]["file_deadline_s"],
         min_bytes_per_s=config["data"]["min_bytes_per_s"],
-        sha256=config["data"]["sha256"],
+        sha256=dict(sorted(config["data"]["sha256"].items())),  # in a canonical order
     script:
         "../scripts/download_data.py"
 

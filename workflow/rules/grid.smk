@@ -29,10 +29,15 @@ rule train:
     resources:
         mem_mb=2048,
         runtime=240,
+    # canonical JSON (sorted keys, sorted seeds): the same values in another order rerun nothing
     params:
-        seeds=MLP_SEEDS,
-        training=lambda wildcards: train_options(config, CELLS[wildcards.cell]),
-        fallback_lr=lambda wildcards: fallback_lr(config, CELLS[wildcards.cell]),
+        seeds=canonical(sorted(MLP_SEEDS)),
+        training=lambda wildcards: canonical(
+            train_options(config, CELLS[wildcards.cell])
+        ),
+        fallback_lr=lambda wildcards: canonical(
+            fallback_lr(config, CELLS[wildcards.cell])
+        ),
     script:
         "../scripts/train.py"
 
@@ -58,8 +63,12 @@ rule train_cnn:
         mem_mb=2048,
         runtime=120,
     params:
-        seeds=lambda wildcards: [int(wildcards.seed)],
-        training=lambda wildcards: train_options(config, CELLS[wildcards.cell]),
-        fallback_lr=lambda wildcards: fallback_lr(config, CELLS[wildcards.cell]),
+        seeds=lambda wildcards: canonical([int(wildcards.seed)]),
+        training=lambda wildcards: canonical(
+            train_options(config, CELLS[wildcards.cell])
+        ),
+        fallback_lr=lambda wildcards: canonical(
+            fallback_lr(config, CELLS[wildcards.cell])
+        ),
     script:
         "../scripts/train.py"

@@ -68,9 +68,7 @@ rule gradient_check:
         mem_mb=512,
         runtime=10,
     params:
-        networks=lambda wildcards: {
-            key: config[key] for key in ("grid", "training", "cnn")
-        },
+        networks=canonical({key: config[key] for key in ("grid", "training", "cnn")}),
     script:
         "../scripts/gradient_check.py"
 

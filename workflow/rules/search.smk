@@ -15,7 +15,9 @@ rule search_setup:
         mem_mb=1024,
         runtime=10,
     params:
-        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
+        search=lambda wildcards: canonical(
+            search_settings(config, STUDY_CELLS[wildcards.study])
+        ),
         cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
         "../scripts/search_setup.py"
@@ -39,9 +41,11 @@ rule search_round:
         mem_mb=2048,
         runtime=120,
     params:
-        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
-        training=lambda wildcards: train_options(
-            config, STUDY_CELLS[wildcards.study], for_search=True
+        search=lambda wildcards: canonical(
+            search_settings(config, STUDY_CELLS[wildcards.study])
+        ),
+        training=lambda wildcards: canonical(
+            train_options(config, STUDY_CELLS[wildcards.study], for_search=True)
         ),
         cell=lambda wildcards: STUDY_CELLS[wildcards.study].name,
     script:
@@ -66,7 +70,9 @@ rule search_export:
         mem_mb=1024,
         runtime=10,
     params:
-        search=lambda wildcards: search_settings(config, STUDY_CELLS[wildcards.study]),
+        search=lambda wildcards: canonical(
+            search_settings(config, STUDY_CELLS[wildcards.study])
+        ),
         fallback_lr=lambda wildcards: fallback_lr(
             config, STUDY_CELLS[wildcards.study]
         ).get(STUDY_CELLS[wildcards.study].optimizer),

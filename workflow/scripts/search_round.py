@@ -1,6 +1,6 @@
 from nnstudy.config import Cell
 from nnstudy.io import read_json
-from nnstudy.jobs import start_job, tracking_context
+from nnstudy.jobs import param, start_job, tracking_context
 from nnstudy.search import run_round_part
 from nnstudy.training import TrainSettings
 
@@ -10,9 +10,9 @@ run_round_part(
     round_=int(snakemake.wildcards.round),
     part=int(snakemake.wildcards.part),
     cell=Cell.parse(snakemake.params.cell),
-    settings=TrainSettings.from_config(snakemake.params.training),
+    settings=TrainSettings.from_config(param(snakemake, "training")),
     dataset_path=snakemake.input.data,
-    search_config=snakemake.params.search,
+    search_config=param(snakemake, "search"),
     setup=read_json(snakemake.input.setup),
     tracking=tracking_context(snakemake.config, snakemake.input.store),
     out_path=snakemake.output[0],
