@@ -243,7 +243,7 @@ class TrialContext:
         logger = RunLogger(
             MlflowClient(self.tracking["uri"]),
             self.tracking["experiments"]["lr-search"],
-            run_name=f"{self.name}-slot{slot:03d}",
+            run_name=f"trial {slot:03d} · {self.name}",  # the slot first: MLflow cuts long names at the end
             tags=tags,
             parent_run_id=self.setup["parent_run_id"],
             flush_seconds=self.tracking["flush_seconds"],

@@ -328,6 +328,13 @@ def test_mlflow_and_optuna_conventions(study):
         result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
         assert probabilities.shape == (len(data["y_test"]), 10)
         assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
+        version = client.get_model_version_by_alias(entry["name"], "best")
+        assert version.version == str(entry["version"]) and "highest validation accuracy" in version.description
+        assert version.tags["cell"] == entry["cell"] and version.tags["chosen_on"] == "validation accuracy"
+        # logging the model reopened the finished run: its end (so its duration) is still the training's
+        logged = mlflow.get_logged_model(entry["model_id"])
+        assert logged.name == f"{entry['cell']}-seed{entry['seed']}"
+        assert client.get_run(entry["run_id"]).info.end_time < logged.creation_timestamp
     parents = client.search_runs([experiments["lr-search"]], "tags.role = 'parent'", max_results=100)
     n_trials = {p.data.tags["search"]: p.data.params["n_trials"] for p in parents}
     assert n_trials == {"lr-sgd": "4", "lr-adam": "4", "lr-cnn-adam": str(config["cnn"]["n_trials"])}
