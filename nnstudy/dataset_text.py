@@ -52,14 +52,14 @@ def references_markdown(references: list[dict], table2: pd.DataFrame, table3: pd
     arm = "tuned" if "tuned" in set(cells["arm"]) else "replication"
     rows = []
     for ref in references:
-        ours = "—"
+        network, ours = "—", "—"
         if ref.get("arch") in ARCH_CELLS:
             variant, label = ARCH_CELLS[ref["arch"]]
             found = cells[(cells["arm"] == arm) & (cells["optimizer"] == "adam") & (cells["variant"] == variant)]
             if len(found):
                 r = found.iloc[0]
-                ours = f"{mean_std(r.test_acc_mean, r.test_acc_std)} ({_(label)})"
+                network, ours = _(label), mean_std(r.test_acc_mean, r.test_acc_std)
         model = ref["model"].get(lang, ref["model"]["en"])
-        rows.append([model, f"{ref['accuracy']:.2f}", ours, ref["source"]])
-    cols = [_("published model"), _("its test acc (%)"), _("ours, test acc (%)"), _("source")]
+        rows.append([model, f"{ref['accuracy']:.2f}", ref["source"], network, ours])
+    cols = [_("published model"), _("its test acc (%)"), _("source"), _("our network"), _("our test acc (%)")]
     return markdown_table(pd.DataFrame(rows, columns=cols))

@@ -190,13 +190,14 @@ def plain_style(grey: np.ndarray) -> np.ndarray:
 
 def photo_style(grey: np.ndarray, item: str = "object") -> np.ndarray:
     """Fashion-MNIST's recipe for a picture of one object on a plain background: background made black
-    (inverted when it is light), the object's grey levels kept (less the background's), its bounding box
-    scaled so that the longer side is 28 pixels and centred by that box, not by its centre of mass."""
+    (inverted when it is light), the object (Otsu's threshold above the background, at least
+    ``MIN_CONTRAST``) cropped to its bounding box with its grey levels kept (less the background's), scaled
+    so that the longer side is 28 pixels and centred by that box, not by its centre of mass."""
     light = _light_on_dark(grey)
     border = np.concatenate([light[0], light[-1], light[:, 0], light[:, -1]])
     smooth = ndimage.gaussian_filter(light, sigma=max(0.5, max(light.shape) / 500), mode="nearest")
-    spread = 1.4826 * float(np.median(np.abs(border - np.median(border))))
-    mask = smooth - float(np.median(border)) > max(MIN_CONTRAST, NOISE_FLOOR_SIGMAS * spread)
+    above = np.clip(smooth - float(np.median(border)), 0.0, 1.0)
+    mask = above > max(MIN_CONTRAST, _otsu(above))  # the object against its background, however noisy
     if not mask.any():
         raise DigitImageError(
             f"the image is empty: no {item} found (upload a photo of one {item} on a plain background, or draw one)"
