@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import asdict, dataclass, fields
@@ -546,18 +547,20 @@ class Network:
         The spec is bounded (MAX_PARAMS) before any parameter is allocated, and parameters or
         buffers holding NaN or infinity are refused.
         """
+        from ._io import read_regular_bytes
+
         try:
-            with open(path, "rb") as handle:
-                magic = handle.read(4)
+            raw = read_regular_bytes(path)  # a FIFO or a device is refused, never read (it could block)
         except FileNotFoundError:
             raise CheckpointError(f"checkpoint {path}: file not found") from None
         except OSError as exc:
             raise CheckpointError(f"checkpoint {path}: cannot be read ({exc})") from None
+        magic = raw[:4]
         if magic != b"PK\x03\x04":  # every .npz is a zip archive; np.load would guess "pickle" for anything else
             kind = "a single .npy array" if magic == b"\x93NUM" else "not a zip archive"
             raise CheckpointError(f"checkpoint {path}: not a valid .npz checkpoint ({kind})")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            with np.load(io.BytesIO(raw), allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
         except ValueError as exc:
             if "pickle" not in str(exc):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_savez, atomic_write_bytes
+from .io import atomic_savez, atomic_write_bytes, read_regular_bytes
 
 FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
@@ -318,7 +318,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Parse a gzipped (``.gz``) or plain IDX file, checking magic number, dimensions and size."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_regular_bytes(path)  # a FIFO or a device is refused, never read (it could block for ever)
     except OSError as exc:
         raise IdxError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":

@@ -156,3 +156,18 @@ def _regular(folder: Path) -> Path:
     path = folder / "ok.json"
     atomic_write_json(path, {"a": 1})
     return path
+
+
+def test_a_fifo_in_place_of_a_checkpoint_or_an_idx_file_is_refused_not_read(tmp_path):
+    """Reading a FIFO would block for ever: the checkpoint loader and the IDX reader name it and stop."""
+    from nnlib import CheckpointError, Network
+    from nnstudy.mnist import IdxError, read_idx
+
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match="a FIFO .*refusing to read"):
+        Network.load(str(fifo))
+    idx = tmp_path / "train-images-idx3-ubyte.gz"
+    os.mkfifo(idx)
+    with pytest.raises(IdxError, match="train-images-idx3-ubyte.gz.*a FIFO"):
+        read_idx(idx)
