@@ -234,13 +234,14 @@ class TrialContext:
         """The training seed of a slot: apart from the grid's seeds (``search.trial_seed_base`` + slot)."""
         return self.seed_base + slot
 
-    def run(self, slot: int, lr: float, lr_range: tuple[float, float], pruner: FrozenReferencePruner) -> int:
+    def trial_logger(self, slot: int, lr: float) -> RunLogger:
+        """The MLflow run of one trial, nested under the search's parent run."""
         tags = {"study": self.tracking["study"], "search": self.name, "owner": self.owner, "slot": slot,
                 "round": self.round, "cell": self.cell.name, "optimizer": self.cell.optimizer,
                 "status": "running", **standard_tags(self.tracking, "workflow/rules/search.smk:search_round",
                 f"Learning-rate search {self.name}, slot {slot} (round {self.round}): {self.cell.name} at lr {lr:.4g}, "
                 f"seed {self.trial_seed(slot)}.")}  # fmt: skip
-        logger = RunLogger(
+        return RunLogger(
             MlflowClient(self.tracking["uri"]),
             self.tracking["experiments"]["lr-search"],
             run_name=f"trial {slot:03d} · {self.name}",  # the slot first: MLflow cuts long names at the end
@@ -248,17 +249,23 @@ class TrialContext:
             parent_run_id=self.setup["parent_run_id"],
             flush_seconds=self.tracking["flush_seconds"],
         )
-        self.lr = lr
-        distribution = lr_distribution(lr_range)
+
+    def new_trial(self, slot: int, lr: float, lr_range: tuple[float, float], run_id: str) -> optuna.trial.Trial:
+        """The Optuna trial of ``slot`` at ``lr``, created RUNNING with its slot, round, part and MLflow run."""
         template = FrozenTrial(
             number=0, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
-            datetime_complete=None, params={"lr": lr}, distributions={"lr": distribution},
+            datetime_complete=None, params={"lr": lr}, distributions={"lr": lr_distribution(lr_range)},
             user_attrs={"slot": slot, "round": self.round, "part": self.part, "owner": self.owner,
-                        "mlflow_run_id": logger.run_id},
+                        "mlflow_run_id": run_id},
             system_attrs={}, intermediate_values={}, trial_id=0,
         )  # fmt: skip
         study_id = self.storage.get_study_id_from_name(self.study.study_name)
-        trial = optuna.trial.Trial(self.study, self.storage.create_new_trial(study_id, template_trial=template))
+        return optuna.trial.Trial(self.study, self.storage.create_new_trial(study_id, template_trial=template))
+
+    def run(self, slot: int, lr: float, lr_range: tuple[float, float], pruner: FrozenReferencePruner) -> int:
+        logger = self.trial_logger(slot, lr)
+        self.lr = lr
+        trial = self.new_trial(slot, lr, lr_range, logger.run_id)
         logger.client.set_tag(logger.run_id, "trial", trial.number)
         logger.log_params(run_params(self.cell, lr, self.settings, self.trial_seed(slot), self.data["digest"],
                                      self.tracking["git"]))  # fmt: skip
