@@ -375,3 +375,21 @@ def test_quick_config_plans_the_whole_protocol(tmp_path):
     assert {int(seed) for cell, seed in planned if "cnn" not in cell} == set(quick["grid"]["seeds"])
     assert {int(seed) for cell, seed in planned if "cnn" in cell} == set(quick["cnn"]["seeds"])
     assert len(set(re.findall(r"output: results/search/(\S+)/setup.json", proc.stdout))) == 9
+
+
+def test_the_documented_model_snippet_runs_as_written(study):
+    """docs/outputs.md's snippet that loads the best registered model, run as a user would in the study's
+    folder (only the study's name differs): it defines its own input and prints the test accuracy."""
+    workdir, config = study
+    text = (REPO / "docs" / "outputs.md").read_text()
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "load_model" in block)
+    code = snippet.replace("mnist-bp-best-cnn", f"{config['study_name']}-best-cnn")
+    proc = subprocess.run([sys.executable, "-W", "error::UserWarning:nnstudy", "-c", code], cwd=workdir,
+                          capture_output=True, text=True, timeout=300, env=clean_env())  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", proc.stdout).group(1))
+    registered = json.loads((workdir / "results/mlflow/registered.json").read_text())["cnn"]
+    result = json.loads(
+        (workdir / f"results/grid/{registered['cell']}/seed{registered['seed']}/result.json").read_text()
+    )
+    assert accuracy == pytest.approx(result["test_acc"])
