@@ -530,7 +530,7 @@ def forest_panel(ax: plt.Axes, rows: pd.DataFrame, arms: list[str], labels: dict
             ax.scatter([sign * row["estimate"]], [y], marker=ARM_MARKERS.get(arm, "s"), s=45, color=colour,
                        edgecolor="black", linewidth=0.6, zorder=3)  # fmt: skip
     ax.axvline(0, color="black", lw=1)
-    names = [("↳ " if row_role(rows, c) == "component" else "") + labels.get(c, c) for c in order]
+    names = [("└ " if row_role(rows, c) == "component" else "") + labels.get(c, c) for c in order]
     ax.set_yticks(range(len(order)), names)
     ax.set_ylim(len(order) - 0.5, -0.5)  # the first claim on top
     for y in np.arange(len(order) - 1) + 0.5:
