@@ -74,6 +74,34 @@ def run_grid_cell(
     ]
 
 
+def grid_logger(cell: Cell, seed: int, lr: float, lr_source: str, tracking: dict[str, Any]) -> RunLogger:
+    """The MLflow run of one grid training, after ending any run this job left behind in this folder (marked
+    superseded)."""
+    client = MlflowClient(tracking["uri"])
+    experiment = tracking["experiments"]["grid"]
+    owner = {"study": tracking["study"], "cell": cell.name, "seed": seed, "workflow_id": tracking["workflow_id"]}
+    kill_stale_runs(client, experiment, owner, supersede=True)
+    rule = f"workflow/rules/grid.smk:{'train_cnn' if cell.arch == 'cnn' else 'train'}"
+    note = (f"{cell.variant} ({cell.name}) with {cell.optimizer} at lr {lr:.4g} ({lr_source}), seed {seed}; "
+            "val_acc and test_acc are the early-stopped model's.")  # fmt: skip
+    tags = {**owner, "workflow": tracking["workflow"], "arm": cell.arm, "optimizer": cell.optimizer,
+            "variant": cell.variant, "status": "running", "superseded": "false",
+            **standard_tags(tracking, rule, note)}  # fmt: skip
+    # the seed first: MLflow's runs table cuts long names at the end
+    return RunLogger(client, experiment, run_name=f"seed {seed} · {cell.name}", tags=tags,
+                     flush_seconds=tracking["flush_seconds"])  # fmt: skip
+
+
+def result_fields(cell: Cell, seed: int, lr: float, lr_source: str, data: dict[str, Any], run_id: str,
+                  tracking: dict[str, Any], started_at: str) -> dict[str, Any]:  # fmt: skip
+    """What a grid run's result.json says about the run besides its metrics."""
+    return {"study": tracking["study"], "cell": cell.name, "seed": seed, "arm": cell.arm, "arch": cell.arch,
+            "optimizer": cell.optimizer, "batchnorm": cell.batchnorm, "dropout": cell.dropout,
+            "variant": cell.variant, "lr": lr, "lr_source": lr_source, "dataset_digest": data["digest"],
+            "mlflow_run_id": run_id, "git_commit": tracking["git"], "started_at": started_at,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
 def run_grid_job(
     *,
     cell_name: str,
@@ -92,32 +120,7 @@ def run_grid_job(
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     cell = Cell.parse(cell_name)
     lr, lr_source = learning_rate(cell, best_file, fallback_lr)
-    client = MlflowClient(tracking["uri"])
-    experiment = tracking["experiments"]["grid"]
-    identity = {"study": tracking["study"], "cell": cell.name, "seed": seed}
-    owner = {**identity, "workflow_id": tracking["workflow_id"]}  # runs of this job in this workflow folder
-    kill_stale_runs(client, experiment, owner, supersede=True)
-    logger = RunLogger(
-        client,
-        experiment,
-        run_name=f"{cell.name}-seed{seed}",
-        tags={
-            **owner,
-            "workflow": tracking["workflow"],
-            "arm": cell.arm,
-            "optimizer": cell.optimizer,
-            "variant": cell.variant,
-            "status": "running",
-            "superseded": "false",
-            **standard_tags(
-                tracking,
-                f"workflow/rules/grid.smk:{'train_cnn' if cell.arch == 'cnn' else 'train'}",
-                f"{cell.variant} ({cell.name}) with {cell.optimizer} at lr {lr:.4g} ({lr_source}), "
-                f"seed {seed}; val_acc and test_acc are the early-stopped model's.",
-            ),
-        },  # fmt: skip
-        flush_seconds=tracking["flush_seconds"],
-    )
+    logger = grid_logger(cell, seed, lr, lr_source, tracking)
     logger.log_params({**run_params(cell, lr, settings, seed, data["digest"], tracking["git"]), "lr_source": lr_source})
     try:
         outcome = train_cell(cell, lr, data, settings, seed, callback=epoch_logger(logger, f"{cell.name} seed {seed}"))
@@ -125,34 +128,24 @@ def run_grid_job(
         logger.finish(RunStatus.to_string(RunStatus.FAILED), tags={"status": "failed"})
         raise
     test_acc = outcome.net.evaluate(data["x_test"], data["y_test"]) if outcome.status == "ok" else None
-    metrics = summary_metrics(outcome, test_acc)
-    fields = {
-        **identity,
-        "arm": cell.arm,
-        "arch": cell.arch,
-        "optimizer": cell.optimizer,
-        "batchnorm": cell.batchnorm,
-        "dropout": cell.dropout,
-        "variant": cell.variant,
-        "lr": lr,
-        "lr_source": lr_source,
-        "dataset_digest": data["digest"],
-        "mlflow_run_id": logger.run_id,
-        "git_commit": tracking["git"],
-        "started_at": started_at,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    # Checkpoint and result are staged together, logged to MLflow in one call, and moved into place
-    # after the run has ended: the result file, moved last, is the job's mark of completion.
-    result_path, model_path = Path(result_path), Path(model_path)
+    fields = result_fields(cell, seed, lr, lr_source, data, logger.run_id, tracking, started_at)
+    dataset = {"source": str(dataset_path), "name": f"{tracking.get('dataset', 'mnist')}-split",
+               "digest": data["digest"][:16]}  # fmt: skip
+    return commit_run(logger, outcome, summary_metrics(outcome, test_acc), fields, dataset, tracking["uri"],
+                      Path(result_path), Path(model_path))  # fmt: skip
+
+
+def commit_run(logger: RunLogger, outcome: Any, metrics: dict[str, Any], fields: dict[str, Any],
+               dataset: dict[str, str], uri: str, result_path: Path, model_path: Path) -> dict[str, Any]:  # fmt: skip
+    """Stage checkpoint and result together, log them to MLflow in one call, and move them into place after
+    the run has ended: the result file, moved last, is the job's mark of completion."""
     with tempfile.TemporaryDirectory(dir=result_path.parent, prefix=".pending-") as pending:
         staged_model, staged_result = Path(pending) / model_path.name, Path(pending) / result_path.name
-        outcome.net.save(staged_model, extra={"status": outcome.status, "lr": lr, "seed": seed})
+        outcome.net.save(staged_model, extra={"status": outcome.status, "lr": fields["lr"], "seed": fields["seed"]})
         result = write_result(staged_result, fields, outcome, metrics)
         if outcome.status == "ok":  # the data it learnt from (the best runs become MLflow models at the end)
-            dataset = {"source": str(dataset_path), "name": "mnist-split", "digest": data["digest"][:16]}
             start = time.perf_counter()
-            log_to_run(tracking["uri"], logger.run_id, dataset=dataset)
+            log_to_run(uri, logger.run_id, dataset=dataset)
             logger.seconds += time.perf_counter() - start
         logger.finish(
             RunStatus.to_string(RunStatus.FINISHED if outcome.status == "ok" else RunStatus.FAILED),

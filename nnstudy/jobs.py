@@ -75,6 +75,7 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "uri": uri,
         "experiments": store["experiments"],
         "study": config["study_name"],
+        "dataset": config["data"]["name"],
         "git": git_commit(REPO),
         "user": getpass.getuser(),
         "flush_seconds": config["mlflow"]["flush_seconds"],

@@ -175,3 +175,20 @@ def test_the_same_config_with_its_keys_in_another_order_plans_nothing(study):
     proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_the_committed_fashion_report_speaks_of_garments_not_digits():
+    """report/fashion-mnist/, committed from a real run: no digit wording, the classes named, the same
+    declared claims as the MNIST study's claims.csv, and its figures labelled with the class names."""
+    import pandas as pd
+
+    folder = REPO / "report" / "fashion-mnist"
+    en, zh = (folder / "lab_report.en.md").read_text(), (folder / "lab_report.zh.md").read_text()
+    assert en.startswith("# Lab report: a three-layer BP network on Fashion-MNIST")
+    assert not re.search(r"\bdigits?\b", en, re.IGNORECASE) and "数字" not in zh and "手写" not in zh
+    assert "T-shirt/top" in en and "Ankle boot" in en and "踝靴" in zh
+    assert "seed's Table 1" not in en and "3.6 Published results beside ours" in en
+    fashion, mnist = pd.read_csv(folder / "claims.csv"), pd.read_csv(REPO / "report" / "claims.csv")
+    assert set(zip(fashion["claim"], fashion["arm"])) == set(zip(mnist["claim"], mnist["arm"]))
+    for lang in ("en", "zh"):
+        assert (folder / "figures" / lang / "confusion.png").stat().st_size > 10_000
