@@ -293,5 +293,7 @@ def claims_context(claims: pd.DataFrame, config: Mapping[str, Any], lang: str, c
         "discussion": lambda: discussion_paragraphs(rows, protocol, cite, dropout, hidden, lang),
         "deviations": deviations(protocol, lang),
         "pilot_seeds": list((protocol.get("pilot") or {}).get("seeds", [])),
+        # rows whose verdict a small numerical difference could move: Holm-adjusted p within [alpha/2, 2 alpha]
+        "near_alpha": int(claims["p_holm"].between(protocol["alpha"] / 2, 2 * protocol["alpha"]).sum()),
         "trial_seed_base": config["search"]["trial_seed_base"],
     }
