@@ -225,7 +225,7 @@ def test_claims_forest_signs_each_claim_toward_its_direction_with_both_intervals
     colour = {tuple(line.get_xdata()): line.get_color() for line in epochs.lines}
     assert colour[(-3.0, -1.0)] == figures.VERDICT_COLOURS["contradicted"]
     ticks = [t.get_text() for t in accuracy.get_yticklabels()]
-    assert ticks == ["Adam beats SGD", "↳ below BN"]
+    assert ticks == ["Adam beats SGD", "└ below BN"]
     text = all_text(fig)
     assert use_language(lang)["arm_tuned"] in text and use_language(lang)["ci_adjusted"] in text
     assert fig.smallest_pt >= READABLE_PT

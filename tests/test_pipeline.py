@@ -329,7 +329,7 @@ def test_mlflow_and_optuna_conventions(study):
         assert probabilities.shape == (len(data["y_test"]), 10)
         assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
         version = client.get_model_version_by_alias(entry["name"], "best")
-        assert version.version == str(entry["version"]) and "highest validation accuracy" in version.description
+        assert str(version.version) == str(entry["version"]) and "highest validation accuracy" in version.description
         assert version.tags["cell"] == entry["cell"] and version.tags["chosen_on"] == "validation accuracy"
         # logging the model reopened the finished run: its end (so its duration) is still the training's
         logged = mlflow.get_logged_model(entry["model_id"])
