@@ -176,7 +176,7 @@ ZH_ALLOWED = {"Adam", "SGD", "BN", "DP", "BP", "BPNN", "CNN", "ReLU", "MNIST", "
               "TPE", "BCa", "Holm", "Wilcoxon", "Welch", "LeNet", "CS231n", "softmax", "float", "Dropout", "He",
               "Kingma", "Ba", "RMSprop", "Srivastava", "Dodge", "Li", "Wilson", "PNG", "px", "MDE", "d_z", "B", "A",
               "k", "n", "p", "t", "pp", "Python", "GUI", "CI", "Git", "Linux", "AMD", "EPYC", "Intel", "Xeon", "x86_64",
-              "logical", "cores", "nnstudy", "N", "X", "g", "z", "sqrt", "_B", "m", "C", "D"}  # fmt: skip
+              "logical", "cores", "nnstudy", "N", "X", "g", "z", "sqrt", "_B", "m", "C", "D", "CPU"}  # fmt: skip
 
 
 def zh_prose(markdown: str) -> str:
