@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from nnlib.optim import OPTIMIZERS
@@ -353,6 +354,54 @@ def search_settings(config: dict[str, Any], cell: Cell) -> dict[str, Any]:
         s.update(n_trials=c["n_trials"], max_epochs=c["search_max_epochs"], lr_range=c["lr_range"])
     s["lr_range"] = {k: v for k, v in s["lr_range"].items() if k == cell.optimizer}
     return s
+
+
+#: fewer validation or test images than this, and one image moves an accuracy by more than 0.1 pp
+COARSE_SPLIT = 1000
+
+
+def coarse_splits(config: dict[str, Any]) -> list[str]:
+    """Warnings for a validation or test split so small that one image moves its accuracy by more than
+    0.1 pp, the size of the differences the claims test (the study runs; its report says so too)."""
+    data = config["data"]
+    return [
+        f"data.{key} is {data[key]}: one image moves the {split} accuracy by {100 / data[key]:.2g} pp, more than "
+        f"the differences the claims test; give it {COARSE_SPLIT} images or more for conclusions"
+        for key, split in (("val_size", "validation"), ("test_size", "test"))
+        if key in data and int(data[key]) < COARSE_SPLIT
+    ]
+
+
+#: SQLite refuses a file name longer than this many bytes (SQLITE_MAX_PATHNAME), the "-wal" beside it too
+SQLITE_MAX_PATH_BYTES = 512
+
+
+def folder_problems(folder: str | Path, tracking_uri: str) -> list[str]:
+    """What keeps a study folder from working, found before any job: a local store's path over SQLite's
+    limit, or a path holding both kinds of quote (MLflow's filter strings have no escape for that)."""
+    path = str(Path(folder).resolve())
+    problems = []
+    if "'" in path and '"' in path:
+        problems.append(f"the study folder {path!r} holds both ' and \" : MLflow cannot search for runs "
+                        "tagged with it. Rename a folder in the path, or set output_dir to a folder without "
+                        "quotes.")  # fmt: skip
+    if not tracking_uri:
+        db = Path(path) / "results" / "mlflow" / "mlflow.db-wal"
+        if len(str(db).encode()) > SQLITE_MAX_PATH_BYTES:
+            problems.append(f"the MLflow store's path under the study folder is {len(str(db).encode())} bytes, "
+                            f"over SQLite's limit of {SQLITE_MAX_PATH_BYTES} ({str(db)[:80]}...). Run the study "
+                            "in a folder with a shorter path (output_dir), or set mlflow.tracking_uri to a "
+                            "server.")  # fmt: skip
+    return problems
+
+
+def gradient_check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of the config the gradient check reads (``grid_cells``, ``train_options``): the networks
+    without their seeds, the arms and the split options; a rule's parameter, so that an edit of any of them
+    checks again and nothing else does."""
+    networks = {key: {k: v for k, v in config[key].items() if k != "seeds"} for key in ("grid", "training", "cnn")}
+    split = {key: config["data"][key] for key in ("split_per_seed", "split_seed") if key in config["data"]}
+    return {**networks, "protocol": {"arms": list(config["protocol"]["arms"])}, "data": split}
 
 
 def train_options(config: dict[str, Any], cell: Cell, for_search: bool = False) -> dict[str, Any]:

@@ -145,7 +145,8 @@ def test_a_second_dataset_beside_a_finished_study_plans_only_its_own_jobs(study)
     assert fashion.returncode == 0, fashion.stderr[-3000:]
     planned = dict(re.findall(r"^(\w+)\s+(\d+)$", fashion.stdout, re.MULTILINE))
     assert planned.get("download_data") == "1" and planned.get("prepare_dataset") == "1", fashion.stdout[-2000:]
-    assert int(planned["train"]) == sum(1 for d in (workdir / "results" / "grid").iterdir() if "cnn" not in d.name)
+    mlp_runs = [p for p in (workdir / "results" / "grid").glob("*/seed*/result.json") if "cnn" not in p.parts[-3]]
+    assert int(planned["train"]) == len(mlp_runs)  # a job per seed and cell
     assert (workdir / "studies" / "fashion-mnist" / ".snakemake").is_dir()
     after = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
     assert after == before

@@ -120,7 +120,7 @@ def test_diverging_learning_rates_are_recorded_not_fatal(tmp_path):
 
 
 def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
-    # 4 cells x 3 seeds, trainings of seconds (the kill waits for a cell's job with some seeds done)
+    # 4 cells x 3 seeds, a job each, trainings of seconds (the kill waits for trainings done and one under way)
     changes = {"search": {"enabled": False}, "grid": {"dropout": [0.0], "seeds": [1, 2, 3]},
                "training": {"hidden": [1024], "max_epochs": 8, "patience": 8}}  # fmt: skip
     reference = tmp_path / "reference"
@@ -136,28 +136,29 @@ def test_kill_minus_9_then_resume_keeps_finished_work(tmp_path):
 
 
 def check_kill_and_resume(work: Path, changes: dict, table2: str) -> None:
-    """kill -9 a grid with a cell done and a cell half done, resume it: the finished cell is kept, not redone;
-    the half-done cell's job is redone whole; and every MLflow run left RUNNING by the kill is marked KILLED."""
+    """kill -9 a grid with trainings done and one under way, resume it: every finished training is kept, not
+    redone; the one under way is redone; and every MLflow run left RUNNING by the kill is marked KILLED."""
     work.mkdir()
     configure(work, **changes)
     proc = start(work, table2)
 
-    def a_cell_done_and_one_half_done() -> bool:
+    def trainings_done_and_one_under_way() -> bool:
         log = (work / "snakemake.out").read_text(errors="replace")
-        results = [p.parent.parent.name for p in work.glob("results/grid/*/seed*/result.json")]
-        # two jobs at a time: a third cell under way means that one cell's job has ended
-        started = len(set(results)) >= 3
-        return "(Rule: train)" in log and started and any(0 < results.count(cell) < 3 for cell in results)
+        done = {(p.parent.parent.name, p.parent.name) for p in work.glob("results/grid/*/seed*/result.json")}
+        started = set(re.findall(r"^> train (\S+) (seed\d+)$", log, re.MULTILINE))  # the console's start lines
+        return len(done) >= 5 and bool(started - done)
 
-    kill_when(proc, a_cell_done_and_one_half_done)  # a training lasts seconds: the half-done state is seen
+    kill_when(proc, trainings_done_and_one_under_way)  # a training lasts seconds: the state is seen
     present = set(work.glob("results/grid/*/*/result.json"))
     assert snakemake(work, "--unlock").returncode == 0
     plan = snakemake(work, "-n", "--cores", "2", table2).stdout  # what Snakemake will (re)do: missing or incomplete
     outputs = " ".join(re.findall(r"^\s*output: (.*)$", plan, re.MULTILINE))  # not the tables' inputs
     todo = {work / m for m in re.findall(r"results/grid/[^/\s,]+/seed\d+/result\.json", outputs)}
     done_before = {p: json.loads(p.read_text())["mlflow_run_id"] for p in present - todo}
-    assert len(done_before) >= 3 and len(todo) >= 3
-    assert present & todo  # the half-done cell's finished seeds: its job is redone whole
+    assert len(done_before) >= 3 and len(todo) >= 1
+    # a job per seed: no training Snakemake saw finish is redone; a result written just before the kill, whose
+    # job Snakemake had not yet recorded as finished (two at most: two cores), is redone as incomplete
+    assert len(present & todo) <= 2
     client, experiments = store(work)
     left_running = {r.info.run_id for r in client.search_runs([experiments["grid"]], "attributes.status = 'RUNNING'")}
 

@@ -9,14 +9,16 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, USER_CLAIM, clean_env, snakemake
+from conftest import REPO, USER_CLAIM, clean_env, launch_chromium, snakemake
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import sync_playwright
 
 from nnstudy.tracking import study_store
 
@@ -207,12 +209,69 @@ def test_rerun_does_nothing_and_a_changed_cell_reruns_only_that_cell(study):
     config["grid"]["dropout"] = [0.0, 0.3]
     proc = dry_run_with(workdir, config)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    assert counts.get("train") == "8", proc.stdout  # a job per cell: 2 arms x 2 optimizers x 2 BN x dp0.3
+    # a job per seed and cell: 2 arms x 2 optimizers x 2 BN x dp0.3, each seed
+    assert counts.get("train") == str(8 * len(config["grid"]["seeds"])), proc.stdout
     assert "search_round" not in counts and "download_data" not in counts
     assert counts.get("tables") == "1" and counts.get("figures") == "1"
     assert re.findall(r"output: results/grid/(\S+)/seed", proc.stdout) and all(
         "dp0.3" in c for c in re.findall(r"output: results/grid/(\S+)/seed", proc.stdout)
     )
+
+
+def planned_rules(workdir: Path, config: dict) -> dict[str, int]:
+    proc = dry_run_with(workdir, config)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M) if rule != "total"}
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("protocol", "primary_metric", "best_val_acc", {"tables", "figures", "lab_report", "register_models"}),
+        ("protocol", "alpha", 0.01, {"tables", "figures", "lab_report", "register_models"}),
+        ("mlflow", "log_models", False, {"register_models", "lab_report"}),
+        ("report", "recogniser_digits", 50, {"recogniser", "lab_report"}),
+    ],
+)
+def test_an_edited_key_reruns_the_jobs_that_read_it(study, section, key, value, expected):
+    """Every config key a job reads is one of its parameters: an edit plans the jobs that read it (and those
+    after them), and no training."""
+    workdir, config = study
+    edited = copy.deepcopy(config)
+    assert edited[section].get(key) != value
+    edited[section][key] = value
+    planned = planned_rules(workdir, edited)
+    assert expected <= set(planned), planned
+    assert not {"train", "train_cnn", "search_setup", "search_round"} & set(planned), planned
+
+
+def test_a_renamed_study_reruns_its_searches_and_trainings(study):
+    """The study's name names its Optuna studies and is written into every result: a rename is a new study."""
+    workdir, config = study
+    renamed = copy.deepcopy(config)
+    renamed["study_name"] = "renamed-study"
+    planned = planned_rules(workdir, renamed)
+    assert planned.get("search_setup") and planned.get("train") and planned.get("register_models"), planned
+
+
+def test_an_edited_primary_metric_changes_the_claims(study, tmp_path):
+    """The claims follow protocol.primary_metric once it is edited: the tables job is rerun and every accuracy
+    claim is now tested on the new metric."""
+    workdir, config = study
+    work = tmp_path / "metric"
+    shutil.copytree(workdir, work, symlinks=True)
+    before = pd.read_csv(work / "results/tables/claims.csv")
+    assert "test_acc" in set(before["metric"])
+    edited = copy.deepcopy(config)
+    edited["protocol"]["primary_metric"] = "best_val_acc"
+    (work / "config.yaml").write_text(yaml.safe_dump(edited))
+    proc = snakemake(work, "--cores", "2", "results/tables/claims.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = pd.read_csv(work / "results/tables/claims.csv")
+    assert "test_acc" not in set(after["metric"]) and "best_val_acc" in set(after["metric"])
+    counts = before["metric"].value_counts()
+    assert after["metric"].value_counts()["best_val_acc"] == counts["test_acc"] + counts.get("best_val_acc", 0)
+    assert set(after["metric"]) == set(before["metric"]) - {"test_acc"} | {"best_val_acc"}
 
 
 def artifact_files(workdir: Path) -> set[str]:
@@ -241,8 +300,8 @@ def test_a_copied_study_folder_plans_nothing_and_writes_only_into_its_own_stores
     assert copy_uri == f"sqlite:///{copy_dir.resolve() / 'results/mlflow/mlflow.db'}"
     client = MlflowClient(copy_uri)
     runs = client.search_runs([copy_experiments["grid"]], max_results=1000)
-    cell_results = list((copy_dir / target).parent.parent.glob("seed*/result.json"))  # the job trains its cell
-    assert len(cell_results) == len(config["grid"]["seeds"]) and len(runs) == len(grid_runs) + len(cell_results)
+    cell_results = [copy_dir / target]  # a job per seed: only the target's seed is trained again
+    assert len(runs) == len(grid_runs) + 1
     own = (copy_dir / "results/mlflow/artifacts").resolve().as_uri()
     assert all(run.info.artifact_uri.startswith(own + "/") for run in runs)
     assert {client.get_experiment(i).artifact_location for i in copy_experiments.values()} == {
@@ -251,6 +310,36 @@ def test_a_copied_study_folder_plans_nothing_and_writes_only_into_its_own_stores
     new_runs = {run.info.run_id for run in runs} - {run.info.run_id for run in grid_runs}
     assert new_runs == {json.loads(p.read_text())["mlflow_run_id"] for p in cell_results}
     assert artifact_files(copy_dir) > original_files
+
+
+def test_an_added_seed_trains_only_that_seed(study, tmp_path):
+    """A seed added to the grid is one new training per cell: the plan names no earlier seed, no earlier
+    result or checkpoint is rewritten, and MLflow gains one run per cell, none of the earlier ones superseded."""
+    workdir, config = study
+    work = tmp_path / "more seeds"
+    shutil.copytree(workdir, work, symlinks=True)
+    grown = copy.deepcopy(config)
+    new_seed = max(config["grid"]["seeds"]) + 1
+    grown["grid"]["seeds"] = [*config["grid"]["seeds"], new_seed]
+    (work / "config.yaml").write_text(yaml.safe_dump(grown))
+    plan = snakemake(work, "-n", "--cores", "2")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    planned = set(re.findall(r"output: results/grid/([^/\s]+)/seed(\d+)/result\.json", plan.stdout))
+    cells = {p.parts[-3] for p in work.glob("results/grid/*/seed*/result.json")}
+    assert planned == {(cell, str(new_seed)) for cell in cells}, sorted(planned)
+
+    before = {p: p.stat().st_mtime_ns for p in work.glob("results/grid/*/seed*/*") if p.is_file()}
+    uri, experiments = study_store(work)
+    old_runs = {r.info.run_id: r for r in MlflowClient(uri).search_runs([experiments["grid"]], max_results=1000)}
+    targets = [f"results/grid/{cell}/seed{new_seed}/result.json" for cell in sorted(cells)]
+    proc = snakemake(work, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    runs = {r.info.run_id: r for r in MlflowClient(uri).search_runs([experiments["grid"]], max_results=1000)}
+    added = set(runs) - set(old_runs)
+    assert len(added) == len(cells)
+    assert {runs[i].data.tags["seed"] for i in added} == {str(new_seed)}
+    assert all(runs[i].data.tags == old_runs[i].data.tags for i in old_runs)  # none superseded or changed
 
 
 def test_snakemake_report(study):
@@ -269,6 +358,30 @@ def test_snakemake_report(study):
     table1 = (workdir / "results/tables/table1.html").read_text()
     assert table1.count("<tr>") == 1 + len(pd.read_csv(workdir / "results/tables/table1.csv"))
     assert '<td class="num">' in table1 and '<td class="text">SGD</td>' in table1  # display name
+    assert shown["recogniser.png"] == 1
+    # entries are listed by what they show, not by file name
+    for label in ("The lab report (en)", "Learning curves, SGD (both arms)", "The recogniser on test images"):
+        assert f'"{label}"' in report, label
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto((workdir / "report.html").as_uri())
+        page.get_by_text("Lab report", exact=True).click()
+        page.locator("tr", has_text="The lab report (en)").locator("a").first.click()
+        heading = page.frame_locator("iframe").locator("h1").first
+        heading.wait_for(timeout=120_000)  # a blocked data URL would leave the pane at about:blank
+        assert heading.inner_text().startswith("Lab report:")
+        browser.close()
+
+
+def test_the_committed_lab_reports_fit_in_snakemake_reports_pane():
+    """snakemake --report embeds each HTML page as a data URL, which Chromium refuses over 2 MB: the committed
+    reports (the default study's full set of figures) stay under the limit the report job warns at."""
+    from nnstudy.report import SCREEN_PAGE_LIMIT
+
+    for page in [*REPO.glob("report/lab_report.*.html"), *REPO.glob("report/*/lab_report.*.html")]:
+        assert page.stat().st_size < SCREEN_PAGE_LIMIT, page
+        assert 4 * -(-page.stat().st_size // 3) < 2 * 1024 * 1024  # as base64
 
 
 def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
@@ -283,7 +396,7 @@ def test_default_config_dry_run_plans_each_arm_and_every_rule(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     expected = dict(download_data="1", prepare_dataset="1", mlflow_store="1", search_setup="9", search_round="18",
-                    search_export="9", train="16", train_cnn="10", tables="1", figures="1", lab_report="2",
+                    search_export="9", train=str(16 * 16), train_cnn="10", tables="1", figures="1", lab_report="2",
                     register_models="1", gradient_check="1", recogniser="1", model_figures="1", gui_screenshot="1",
                     all="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
@@ -328,9 +441,22 @@ def test_mlflow_and_optuna_conventions(study):
         result = json.loads((workdir / f"results/grid/{entry['cell']}/seed{entry['seed']}/result.json").read_text())
         assert probabilities.shape == (len(data["y_test"]), 10)
         assert np.mean(probabilities.argmax(1) == data["y_test"]) == pytest.approx(result["test_acc"])
-        version = client.get_model_version_by_alias(entry["name"], "best")
+        # uint8 pixels, 28 x 28 images and a DataFrame give the same answer, with no warning on load
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            loaded = mlflow.pyfunc.load_model(f"models:/{entry['name']}@champion")
+        assert not [w for w in caught if issubclass(w.category, UserWarning)], [str(w.message) for w in caught]
+        pixels = np.rint(data["x_test"][:20] * 255).astype(np.uint8)
+        expected = loaded.predict(pixels.astype(np.float32) / 255)
+        for given in (pixels, pixels.reshape(-1, 28, 28), pd.DataFrame(pixels.reshape(-1, 784))):
+            np.testing.assert_allclose(loaded.predict(given), expected, rtol=1e-6)
+        with pytest.raises(Exception, match=r"784 pixels each .* got an array of shape \(3, 5\)"):
+            loaded.predict(np.zeros((3, 5), np.float32))
+        version = client.get_model_version_by_alias(entry["name"], "champion")
         assert str(version.version) == str(entry["version"]) and "highest validation accuracy" in version.description
         assert version.tags["cell"] == entry["cell"] and version.tags["chosen_on"] == "validation accuracy"
+        assert version.tags["training_data"].startswith("results/data/") and version.tags["test_acc"]
+        assert client.get_model_version_by_alias(entry["name"], "best").version == version.version
         # logging the model reopened the finished run: its end (so its duration) is still the training's
         logged = mlflow.get_logged_model(entry["model_id"])
         assert logged.name == f"{entry['cell']}-seed{entry['seed']}"
@@ -367,7 +493,8 @@ def test_quick_config_plans_the_whole_protocol(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
     rounds = -(-quick["search"]["n_trials"] // quick["search"]["batch_size"]) * quick["search"]["workers"]
-    expected = dict(search_setup="9", search_round=str(9 * rounds), search_export="9", train="16",
+    expected = dict(search_setup="9", search_round=str(9 * rounds), search_export="9",
+                    train=str(16 * len(quick["grid"]["seeds"])),
                     train_cnn=str(2 * len(quick["cnn"]["seeds"])), lab_report=str(len(quick["report"]["languages"])),
                     tables="1", figures="1")  # fmt: skip
     assert {k: counts.get(k) for k in expected} == expected
@@ -393,3 +520,61 @@ def test_the_documented_model_snippet_runs_as_written(study):
         (workdir / f"results/grid/{registered['cell']}/seed{registered['seed']}/result.json").read_text()
     )
     assert accuracy == pytest.approx(result["test_acc"])
+
+
+def mlflow_ui(workdir: Path, log: Path):
+    """The documented `mlflow ui` command on the study's store, on a free port of 127.0.0.1."""
+    import os
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    env = {**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "ui", "--workers", "1", "--backend-store-uri",
+         "sqlite:///results/mlflow/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )  # fmt: skip
+    give_up = time.monotonic() + 900  # only against a server that hangs without exiting
+    while True:
+        assert server.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < give_up, log.read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return port, lambda: (os.killpg(server.pid, signal.SIGTERM), server.wait(timeout=60))
+
+
+def test_the_closing_link_opens_mlflow_on_the_grids_runs(study, tmp_path):
+    """The console's last lines give the grid's runs view as a link: in Chromium, at desktop and phone widths,
+    it shows the runs (named seed first), not MLflow 3's GenAI overview; and from the experiments list,
+    choosing "Model training" once makes a click on the experiment land on its runs."""
+    workdir, _ = study
+    console = (workdir / "console.txt").read_text()
+    link = re.search(r"then (http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning)", console)
+    assert link, console[-2000:]
+    port, stop = mlflow_ui(workdir, tmp_path / "mlflow-ui.log")
+    url = link.group(1).replace(":5000/", f":{port}/")
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            for width, height in ((1400, 900), (390, 844)):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.goto(url)
+                page.get_by_text(re.compile(r"^seed \d+ · ")).first.wait_for(timeout=120_000)
+                assert "/runs" in page.url and "Token Usage" not in page.inner_text("body")
+                page.close()
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/#/experiments")
+            page.get_by_text("Model training", exact=True).first.click()
+            page.get_by_text("nnstudy/grid").first.click()
+            page.get_by_text(re.compile(r"^seed \d+ · ")).first.wait_for(timeout=120_000)
+            assert re.search(r"#/experiments/\d+/runs", page.url), page.url
+            browser.close()
+    finally:
+        stop()

@@ -220,7 +220,7 @@ def test_scancel_drain_and_limits_then_documented_recovery(tmp_path, cluster, gr
     # 1. scancel a training job while it trains: Snakemake reports it and finishes what it can (keep-going)
     proc = start(cluster, work)
     training = wait_for(
-        lambda: proc.poll() is None and list(work.glob("results/logs/grid/*.log"))
+        lambda: proc.poll() is None and list(work.glob("results/logs/grid/*/*.log"))
         and slurm_jobs_of(cluster, work, "RUNNING", "train"),
         900, "a training job to run",
     )  # fmt: skip

@@ -14,38 +14,30 @@ rule tables:
         table3_md="results/tables/table3.md",
         comparisons="results/tables/comparisons.csv",
         # the same tables as HTML, which `snakemake --report` shows in place (it offers CSV only as a download)
-        runs_html=report(
-            "results/tables/runs.html", caption="../report/runs.rst", category="Tables"
+        runs_html=shown("results/tables/runs.html", "runs", "Tables", "Every run"),
+        table1_html=shown(
+            "results/tables/table1.html", "table1", "Tables", "Table 1: the optimizers"
         ),
-        table1_html=report(
-            "results/tables/table1.html",
-            caption="../report/table1.rst",
-            category="Tables",
+        table2_html=shown(
+            "results/tables/table2.html", "table2", "Tables", "Table 2: BN and dropout"
         ),
-        table2_html=report(
-            "results/tables/table2.html",
-            caption="../report/table2.rst",
-            category="Tables",
-        ),
-        table3_html=report(
+        table3_html=shown(
             "results/tables/table3.html",
-            caption="../report/table3.rst",
-            category="Tables",
+            "table3",
+            "Tables",
+            "Table 3: BP network and CNN",
         ),
-        comparisons_html=report(
+        comparisons_html=shown(
             "results/tables/comparisons.html",
-            caption="../report/comparisons.rst",
-            category="Tables",
+            "comparisons",
+            "Tables",
+            "Paired comparisons",
         ),
-        claims_html=report(
-            "results/tables/claims.html",
-            caption="../report/claims.rst",
-            category="Tables",
+        claims_html=shown(
+            "results/tables/claims.html", "claims", "Tables", "The declared claims"
         ),
-        budget_html=report(
-            "results/tables/budget.html",
-            caption="../report/budget.rst",
-            category="Tables",
+        budget_html=shown(
+            "results/tables/budget.html", "budget", "Tables", "Search budget"
         ),
     log:
         "results/logs/tables.log",
@@ -71,45 +63,48 @@ rule figures:
         best=expand("results/search/{study}/best.json", study=STUDIES),
     output:
         # `snakemake --report` shows each figure once, as PNG; the SVGs (for print) stay in results/figures
-        curves=report(
-            expand(
-                "results/figures/curves_{optimizer}.png",
-                optimizer=config["grid"]["optimizers"],
-            ),
-            caption="../report/curves.rst",
-            category="Figures",
-        ),
-        grid=report(
+        curves=[
+            shown(
+                f"results/figures/curves_{optimizer}.png",
+                "curves",
+                "Figures",
+                f"Learning curves, {optimizer_label(optimizer)} (both arms)",
+            )
+            for optimizer in config["grid"]["optimizers"]
+        ],
+        grid=shown(
             "results/figures/grid_comparison.png",
-            caption="../report/grid.rst",
-            category="Figures",
+            "grid",
+            "Figures",
+            "BN and dropout, every setting",
         ),
-        cnn=report(
-            (
-                ["results/figures/deep_vs_shallow.png"]
-                if config["cnn"]["enabled"]
-                else []
-            ),
-            caption="../report/deep_vs_shallow.rst",
-            category="Figures",
+        cnn=(
+            [
+                shown(
+                    "results/figures/deep_vs_shallow.png",
+                    "deep_vs_shallow",
+                    "Figures",
+                    "BP network and CNN",
+                )
+            ]
+            if config["cnn"]["enabled"]
+            else []
         ),
-        claims=report(
+        claims=shown(
             "results/figures/claims_forest.png",
-            caption="../report/claims_forest.rst",
-            category="Figures",
+            "claims_forest",
+            "Figures",
+            "The claims: estimates and intervals",
         ),
-        search=report(
-            expand(
-                "results/figures/{name}.png",
-                name=(
-                    ["search_history", "lr_vs_accuracy", "search_budget"]
-                    if SEARCH
-                    else []
-                ),
-            ),
-            caption="../report/search.rst",
-            category="Figures",
-        ),
+        search=[
+            shown(f"results/figures/{name}.png", "search", "Figures", label)
+            for name, label in (
+                ("search_history", "Learning-rate searches: history"),
+                ("lr_vs_accuracy", "Learning-rate searches: rate and accuracy"),
+                ("search_budget", "Learning-rate searches: budget"),
+            )
+            if SEARCH
+        ],
         svg=expand(
             "results/figures/{name}.svg",
             name=[f"curves_{o}" for o in config["grid"]["optimizers"]]
@@ -133,6 +128,8 @@ rule figures:
         cnn=config["cnn"]["enabled"],
         # the seed report's rates, marked in the BP network's learning-rate searches
         seed_lrs=dict(sorted(config["protocol"]["replication_lr"].items())),
+        # the forest plot's labels are the declared claims' statements
+        protocol=canonical(config["protocol"]),
     script:
         "../scripts/figures.py"
 
@@ -152,5 +149,9 @@ rule register_models:
     resources:
         mem_mb=1024,
         runtime=10,
+    # what the script reads from the config (the models' names follow the study's)
+    params:
+        study=config["study_name"],
+        log_models=config["mlflow"]["log_models"],
     script:
         "../scripts/register_models.py"

@@ -10,10 +10,12 @@ from nnstudy.pilot import pilot_jobs
 
 from nnstudy.config import (
     ConfigError,
-    arch_seeds,
     cell_seeds,
     check_config,
+    coarse_splits,
     fallback_lr,
+    folder_problems,
+    gradient_check_config,
     grid_cells,
     n_rounds,
     round_parts,
@@ -36,7 +38,7 @@ try:
     check_config(config)
 except ConfigError as error:
     raise WorkflowError(f"invalid configuration: {error}")
-for warning in untestable_claims(config):
+for warning in [*untestable_claims(config), *coarse_splits(config)]:
     logger.warning(warning)
 
 # Each study keeps its results/, report/ and Snakemake state (.snakemake: lock, metadata) in its own folder
@@ -46,11 +48,14 @@ if config["output_dir"] not in (".", "./"):
     os.makedirs(config["output_dir"], exist_ok=True)
     os.chdir(config["output_dir"])
 
+problems = folder_problems(".", config["mlflow"]["tracking_uri"])
+if problems:
+    raise WorkflowError("unusable study folder:\n  " + "\n  ".join(problems))
+
 CELLS = {cell.name: cell for cell in grid_cells(config)}
 STUDIES = study_names(config)
 STUDY_CELLS = {study: study_cell(config, study) for study in STUDIES}
 SEARCH = bool(STUDIES)  # searches are on and the tuned arm runs
-MLP_SEEDS = arch_seeds(config, "mlp")
 
 
 wildcard_constraints:
@@ -122,3 +127,18 @@ def drawn_figures(wildcards):
     if wildcards.lang != "en":
         return []
     return [path for path in rules.figures.output if path.endswith(".png")]
+
+
+def shown(path, caption, category, name):
+    """An output that `snakemake --report` shows, listed under ``name`` rather than its file name, with the
+    caption ``workflow/report/<caption>.rst``."""
+    return report(
+        path,
+        caption=f"../report/{caption}.rst",
+        category=category,
+        labels={"result": name},
+    )
+
+
+def optimizer_label(optimizer):
+    return {"sgd": "SGD", "adam": "Adam"}.get(optimizer, optimizer)

@@ -1,5 +1,6 @@
-# A BP-network cell trains all its seeds in one job (one process start, one data load, one MLflow import for
-# ten trainings); a CNN cell trains a seed per job, each about a minute long, so that they spread over the cores.
+# A job per seed and cell: adding a seed trains only that seed, and every earlier seed's result, checkpoint and
+# MLflow run stay as they were. Each job pays its start-up (Python, NumPy, MLflow: about 3 s; measured in
+# docs/performance.md); on SLURM the profile packs many of them into one allocation (groups).
 
 
 rule train:
@@ -8,15 +9,15 @@ rule train:
         store=rules.mlflow_store.output[0],
         best=best_lr_file,
     output:
-        results=expand("results/grid/{{cell}}/seed{seed}/result.json", seed=MLP_SEEDS),
-        models=expand("results/grid/{{cell}}/seed{seed}/model.npz", seed=MLP_SEEDS),
+        results=["results/grid/{cell}/seed{seed}/result.json"],
+        models=["results/grid/{cell}/seed{seed}/model.npz"],
     log:
-        "results/logs/grid/{cell}.log",
+        "results/logs/grid/{cell}/seed{seed}.log",
     wildcard_constraints:
         cell="(rep-)?[a-z]+-bn[01]-dp[0-9.]+",
-    # longest first, so that the study does not end on one busy core: the replication arm's SGD cells (lr
-    # 0.02, about 55 epochs to the best; 2-3 min a cell) before the other cells (1-1.5 min), and those before
-    # the CNN's seed jobs (0.5-1.3 min), which fill the end
+    # longest first, so that the study does not end on one busy core: the replication arm's SGD seeds (lr
+    # 0.02, about 55 epochs to the best) before the other BP-network seeds, and those before the CNN's seed
+    # jobs (0.5-1.3 min), which fill the end
     priority:
         lambda wildcards: 1
         + int(
@@ -28,10 +29,11 @@ rule train:
     threads: 1
     resources:
         mem_mb=2048,
-        runtime=240,
-    # canonical JSON (sorted keys, sorted seeds): the same values in another order rerun nothing
+        runtime=30,
+    # canonical JSON (sorted keys): the same values in another order rerun nothing
     params:
-        seeds=canonical(sorted(MLP_SEEDS)),
+        study=config["study_name"],  # written into each result and tag
+        seeds=lambda wildcards: canonical([int(wildcards.seed)]),
         training=lambda wildcards: canonical(
             train_options(config, CELLS[wildcards.cell])
         ),
@@ -54,7 +56,7 @@ rule train_cnn:
         "results/logs/grid/{cell}/seed{seed}.log",
     wildcard_constraints:
         cell="(rep-)?cnn-[a-z]+-bn[01]-dp[0-9.]+",
-    # the shortest training jobs: last (see rule train)
+    # last (see rule train)
     priority: 0
     conda:
         "../../environment.yml"
@@ -63,6 +65,7 @@ rule train_cnn:
         mem_mb=2048,
         runtime=120,
     params:
+        study=config["study_name"],  # written into each result and tag
         seeds=lambda wildcards: canonical([int(wildcards.seed)]),
         training=lambda wildcards: canonical(
             train_options(config, CELLS[wildcards.cell])

@@ -29,10 +29,11 @@ rule lab_report:
         gui=["results/figures/gui.png"] if config["report"]["gui_screenshot"] else [],
     output:
         markdown="report/lab_report.{lang}.md",
-        html=report(
+        html=shown(
             "report/lab_report.{lang}.html",
-            caption="../report/lab_report.rst",
-            category="Lab report",
+            "lab_report",
+            "Lab report",
+            "The lab report ({lang})",
         ),
         pdf="report/lab_report.{lang}.pdf",
     log:
@@ -50,6 +51,8 @@ rule lab_report:
         studies=STUDIES,
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
         lang=lambda wildcards: wildcards.lang,
+        # the report reads the whole config (its digest, deviations, names, settings): any edit re-renders it
+        config=canonical(config),
     script:
         "../scripts/lab_report.py"
 
@@ -68,13 +71,9 @@ rule gradient_check:
         mem_mb=512,
         runtime=10,
     params:
-        # the kinds of network trained (not their seeds: reordering or adding a seed checks nothing new)
-        networks=canonical(
-            {
-                key: {k: v for k, v in config[key].items() if k != "seeds"}
-                for key in ("grid", "training", "cnn")
-            }
-        ),
+        # every key the check reads: the kinds of network trained (not their seeds: reordering or adding a
+        # seed checks nothing new), the arms and the split options
+        networks=canonical(gradient_check_config(config)),
     script:
         "../scripts/gradient_check.py"
 
@@ -89,7 +88,12 @@ rule recogniser:
         card=rules.dataset_card.output[0],
     output:
         summary="results/recogniser.json",
-        figure="results/figures/recogniser.png",
+        figure=shown(
+            "results/figures/recogniser.png",
+            "recogniser",
+            "Figures",
+            "The recogniser on test images",
+        ),
     log:
         "results/logs/recogniser.log",
     conda:
@@ -114,20 +118,23 @@ rule model_figures:
         card=rules.dataset_card.output[0],
     output:
         summary="results/model_figures.json",
-        confusion=report(
+        confusion=shown(
             "results/figures/confusion.png",
-            caption="../report/confusion.rst",
-            category="Figures",
+            "confusion",
+            "Figures",
+            "Confusion matrices",
         ),
-        misclassified=report(
+        misclassified=shown(
             "results/figures/misclassified.png",
-            caption="../report/misclassified.rst",
-            category="Figures",
+            "misclassified",
+            "Figures",
+            "Misread test images",
         ),
-        weights=report(
+        weights=shown(
             "results/figures/first_layer_weights.png",
-            caption="../report/first_layer_weights.rst",
-            category="Figures",
+            "first_layer_weights",
+            "Figures",
+            "First-layer weights",
         ),
         svg=expand(
             "results/figures/{name}.svg",
@@ -154,10 +161,8 @@ rule gui_screenshot:
         data=rules.prepare_dataset.output.data,
         card=rules.dataset_card.output[0],
     output:
-        screenshot=report(
-            "results/figures/gui.png",
-            caption="../report/gui.rst",
-            category="Figures",
+        screenshot=shown(
+            "results/figures/gui.png", "gui", "Figures", "The recogniser's page"
         ),
         answer="results/gui_screenshot.json",
     log:

@@ -15,6 +15,7 @@ rule search_setup:
         mem_mb=1024,
         runtime=10,
     params:
+        study=config["study_name"],  # names the Optuna study and tags each run
         search=lambda wildcards: canonical(
             search_settings(config, STUDY_CELLS[wildcards.study])
         ),
@@ -41,6 +42,7 @@ rule search_round:
         mem_mb=2048,
         runtime=120,
     params:
+        study=config["study_name"],  # names the Optuna study and tags each run
         search=lambda wildcards: canonical(
             search_settings(config, STUDY_CELLS[wildcards.study])
         ),
@@ -70,6 +72,7 @@ rule search_export:
         mem_mb=1024,
         runtime=10,
     params:
+        study=config["study_name"],  # names the Optuna study and tags each run
         search=lambda wildcards: canonical(
             search_settings(config, STUDY_CELLS[wildcards.study])
         ),

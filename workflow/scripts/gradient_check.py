@@ -1,5 +1,5 @@
 from nnstudy.gradcheck import check_study_gradients
-from nnstudy.jobs import start_job
+from nnstudy.jobs import param, start_job
 
 start_job(snakemake)
-check_study_gradients(snakemake.config, snakemake.output[0])
+check_study_gradients(param(snakemake, "networks"), snakemake.output[0])

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from nnstudy.jobs import start_job
+from nnstudy.jobs import param, start_job
 from nnstudy.report import write_report
 
 start_job(snakemake)
@@ -10,7 +10,7 @@ write_report(
     studies=snakemake.params.studies,
     result_paths=list(snakemake.input.results),
     dataset_json=snakemake.input.dataset,
-    config=snakemake.config,
+    config=param(snakemake, "config"),
     template_dir=snakemake.params.template_dir,
     out_dir=Path(snakemake.output.markdown).parent,
     langs=[snakemake.params.lang],

@@ -1,4 +1,4 @@
-from nnstudy.jobs import start_job, tracking_context
+from nnstudy.jobs import param, start_job, tracking_context
 from nnstudy.tracking import register_best_models
 
 start_job(snakemake)
@@ -7,7 +7,7 @@ register_best_models(
     snakemake.input.runs,
     snakemake.input.data,
     tracking["uri"],
-    tracking["study"],
+    param(snakemake, "study"),
     snakemake.output[0],
-    enabled=tracking["log_models"],
+    enabled=param(snakemake, "log_models"),
 )
