@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .io import read_json
+from .io import read_json, read_regular_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,14 +61,35 @@ def start_job(snakemake: Any) -> None:
     threadpool_limits(max(1, int(snakemake.threads)))
 
 
+def explain_store_faults(db: str) -> None:
+    """Check the local store now (``check_local_store``), and should it fail later in this job, end the job's
+    traceback with the store's file, the fault and the repair (MLflow's errors name neither)."""
+    from .tracking import check_local_store, store_fault_message
+
+    check_local_store(db)
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        previous(kind, value, traceback)
+        message = store_fault_message(db, str(value))
+        if message:
+            print(f"nnstudy: {message}", file=sys.stderr)
+
+    sys.excepthook = hook
+
+
 def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str, Any]:
     """Tracking URI, experiment ids, study name and git commit, as the job functions take them."""
-    from .tracking import adopt_local_store, git_commit, is_relative_sqlite, resolve_uri  # MLflow: only here
+    from .tracking import adopt_local_store, bound_http_requests, git_commit, is_relative_sqlite, resolve_uri
 
     store = read_json(store_json)
     folder = Path.cwd().resolve()  # Snakemake runs every job in the workflow's folder
     workflow = str(folder)
     uri = resolve_uri(store["uri"], folder)
+    settings = config["mlflow"]
+    bound_http_requests(uri, settings.get("http_timeout_s", 15), settings.get("http_retries", 2))
+    if uri.startswith("sqlite:///"):
+        explain_store_faults(uri.removeprefix("sqlite:///"))
     if is_relative_sqlite(store["uri"]):  # the folder's own store: artifacts follow the folder when it moves
         adopt_local_store(uri.removeprefix("sqlite:///"), Path(store_json).parent / "artifacts")
     return {
@@ -81,9 +102,38 @@ def tracking_context(config: dict[str, Any], store_json: str | Path) -> dict[str
         "flush_seconds": config["mlflow"]["flush_seconds"],
         "log_models": config["mlflow"]["log_models"],
         "workflow": workflow,
-        "workflow_id": hashlib.sha256(workflow.encode()).hexdigest()[:12],  # for filters: no quoting trouble
+        "workflow_id": workflow_id(folder),  # the folder's own: moving or copying it keeps its runs its own
         "protocol_tags": protocol_tags(config.get("protocol", {})),
     }
+
+
+WORKFLOW_ID_FILE = Path("results") / "workflow-id"
+
+
+def workflow_id(folder: str | Path) -> str:
+    """The study folder's identity, which tags its MLflow runs and owns its Optuna trials: 12 hex digits in
+    ``results/workflow-id``, written once (the digest of the folder's path when it is first needed, the
+    value older folders were tagged with) and kept when the folder is moved or copied."""
+    path = Path(folder) / WORKFLOW_ID_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:12]
+        pending = path.with_name(f".{path.name}.{os.getpid()}")
+        pending.write_text(value + "\n")
+        try:
+            os.link(pending, path)  # never replaces one a concurrent job wrote first
+        except FileExistsError:
+            pass
+        finally:
+            pending.unlink()
+    text = read_regular_bytes(path).decode("utf-8", "replace").strip()
+    if not (len(text) == 12 and all(c in "0123456789abcdef" for c in text)):
+        raise ValueError(
+            f"{path} should hold the study folder's identity, 12 hexadecimal digits, but holds {text[:40]!r}. "
+            f"Put back the file from a backup or a copy of this folder; deleting it gives the folder a new "
+            f"identity, and its earlier MLflow runs and Optuna trials are then no longer recognised as its own."
+        )
+    return text
 
 
 def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
@@ -96,17 +146,26 @@ def protocol_tags(protocol: dict[str, Any]) -> dict[str, str]:
 __all__ = ["handle_sigterm", "protocol_tags", "start_job", "tracking_context"]
 
 
+#: MLflow 3's UI opens an experiment on its GenAI overview unless the browser chose "Model training" once
+#: (kept in its local storage); this query names the mode in the link itself
+RUNS_VIEW = "runs?workflowType=machine_learning"
+
+
 def study_done_message(langs: list[str], tracking_uri: str, output_dir: str = ".") -> str:
-    """The console's closing lines after a successful run: the report, the MLflow UI and the recogniser,
-    with paths relative to the folder Snakemake was started in."""
+    """The console's closing lines after a successful run: the report, the MLflow UI with the grid's runs
+    view as a link, and the recogniser, with paths relative to the folder Snakemake was started in."""
     here = "" if output_dir in (".", "./") else output_dir.rstrip("/") + "/"
     store = tracking_uri or f"sqlite:///{here}results/mlflow/mlflow.db"
     reports = ", ".join(f"{here}report/lab_report.{lang}.html" for lang in langs)
     gui = ".venv/bin/nnstudy-gui" + (f" --results {here}results" if here else "")
+    experiments = Path(here or ".") / "results" / "mlflow" / "store.json"
+    grid = read_json(experiments)["experiments"]["grid"] if experiments.is_file() else None
+    runs = f"http://127.0.0.1:5000/#/experiments/{grid}/{RUNS_VIEW}" if grid else "http://127.0.0.1:5000/"
     return "\n".join([
         "nnstudy: the study is done.",
         f"  the lab report:   {reports} (and .pdf, .md beside them)",
         f"  every run:        MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow ui --workers 1 "
         f"--backend-store-uri {store} --host 127.0.0.1 --port 5000",
+        f"                    then {runs}",
         f"  the recogniser:   {gui}   (http://127.0.0.1:8050/)",
     ])  # fmt: skip

@@ -167,7 +167,13 @@ def _read_url(url: str, timeout: float, deadline_s: float, min_bytes_per_s: floa
     given up when fewer than ``min_bytes_per_s`` arrive on average over any ``timeout`` seconds. These
     failures, and a server that cannot be reached or does not answer, raise ``_MirrorUnusable``.
     """
-    remote = urllib.parse.urlparse(url).scheme in ("http", "https")
+    parsed = urllib.parse.urlparse(url)
+    remote = parsed.scheme in ("http", "https")
+    if parsed.scheme == "file":  # a FIFO or device would block past any deadline: refused, never opened
+        local = Path(urllib.request.url2pathname(parsed.path))
+        if local.exists() and not local.is_file():
+            raise ValueError(f"{local} is not a regular file (a FIFO, device or folder); a local mirror must "
+                             "hold the dataset's files themselves")  # fmt: skip
     with _Deadline(deadline_s) as deadline:
         late = f"gave up at the deadline of {deadline_s:g} s per file (file_deadline_s)"
         try:
@@ -266,7 +272,7 @@ def fetch_file(
     """
     expected = sha256 or SHA256[filename]
     dest = Path(dest_dir) / filename
-    if dest.exists() and digest_matches(dest.read_bytes(), expected):
+    if dest.exists() and digest_matches(read_regular_bytes(dest), expected):
         return dest
     unusable = {} if unusable is None else unusable
     failures = []

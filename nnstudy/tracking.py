@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
-from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT
+from mlflow.environment_variables import (
+    MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR,
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+    MLFLOW_HTTP_REQUEST_TIMEOUT,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -135,6 +139,68 @@ def check_server(uri: str, timeout: float = SERVER_CHECK_TIMEOUT_S) -> None:
                 os.environ[name] = value
 
 
+class StoreError(RuntimeError):
+    """The local MLflow store cannot be used; the message names the file, the fault and the repair."""
+
+
+#: SQLite's messages for a store it cannot use, and what to do about each
+STORE_FAULTS = {
+    "file is not a database": "damaged",
+    "database disk image is malformed": "damaged",
+    "attempt to write a readonly database": "read-only",
+    "unable to open database file": "unopenable",
+}
+
+
+def store_fault_message(db: str | Path, error: str) -> str | None:
+    """What to tell a user whose job met ``error`` on the local store ``db`` (None: not a store fault)."""
+    fault = next((kind for text, kind in STORE_FAULTS.items() if text in error), None)
+    if fault is None:
+        return None
+    repair = {
+        "damaged": "Put back the file from a backup, or run the study afresh in an empty folder. Deleting "
+                   "results/mlflow makes an empty store and reruns every job that logs to MLflow, and the "
+                   "Optuna journal's trials then name MLflow runs that no longer exist.",
+        "read-only": f"Make it and its folder writable (chmod u+w, or chattr -i for an immutable file): SQLite "
+                     f"writes {Path(db).name}-wal and -shm beside it.",
+        "unopenable": "Check that the folder exists and is writable, and that the path is under SQLite's limit "
+                      "of 512 bytes (a shorter folder path).",
+    }[fault]  # fmt: skip
+    return f"the MLflow store {db} cannot be used ({fault}: {error.strip().splitlines()[0][:200]}). {repair}"
+
+
+def check_local_store(db: str | Path) -> None:
+    """Open the local store, read its tables and take its write lock for an instant, so that a damaged,
+    read-only or unopenable store stops a job at once with StoreError (file, fault, repair), not with a bare
+    SQLite error from inside MLflow. A missing store is left to MLflow to create."""
+    if not Path(db).exists():
+        return
+    try:
+        with closing(sqlite3.connect(db, timeout=60)) as connection:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            for (table,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall():
+                if table in ("experiments", "runs"):
+                    connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(store_fault_message(db, str(exc)) or f"the MLflow store {db} cannot be used: {exc}") from None
+
+
+def bound_http_requests(uri: str, timeout_s: float, retries: int) -> dict[str, str]:
+    """For a tracking server: MLflow's per-request timeout and retries for this job (MLflow's defaults, 120 s
+    and 7 retries with back-off, take minutes to notice a server that died mid-study), unless the user set
+    them in the environment; returns what was set. Other URIs: nothing."""
+    if not uri.startswith(("http://", "https://")):
+        return {}
+    settings = {MLFLOW_HTTP_REQUEST_TIMEOUT.name: str(max(1, round(timeout_s))),
+                MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: str(int(retries)),
+                MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name: "1"}  # fmt: skip
+    chosen = {name: value for name, value in settings.items() if name not in os.environ}
+    os.environ.update(chosen)
+    return chosen
+
+
 def setup_store(
     uri: str, prefix: str, artifact_dir: str | Path, check_timeout: float = SERVER_CHECK_TIMEOUT_S
 ) -> dict[str, str]:
@@ -149,6 +215,7 @@ def setup_store(
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///"))
         db.parent.mkdir(parents=True, exist_ok=True)
+        check_local_store(db)
     with exclusive_lock(db.with_name(db.name + ".setup-lock") if db else None):  # one creator per store
         client = MlflowClient(uri)
         client.search_experiments(max_results=1)  # creates the tables of a new store
@@ -389,20 +456,16 @@ def log_to_run(
     *,
     dataset: dict[str, str] | None = None,
     checkpoint: str | Path | None = None,
-    example: Any = None,
     model_name: str = "model",
 ) -> str | None:
     """Record on a run the dataset it trained on (``log_input`` with its digest) and/or log an nnlib
-    checkpoint as an MLflow pyfunc model (from code: nothing pickled) with its signature and an input
-    example; returns the logged model's id (None without a checkpoint).  An ended run keeps its status; a
+    checkpoint as an MLflow pyfunc model (from code: nothing pickled; its input is described in
+    ``nnlib_pyfunc``); returns the logged model's id (None without a checkpoint).  An ended run keeps its status; a
     running one is left RUNNING for its caller to end with its own status (after its artifacts), unless this
     fails: then it ends FAILED (tag ``status=failed``) and the error propagates."""
     import mlflow
-    import numpy as np
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
 
     mlflow.set_tracking_uri(uri)
     before = MlflowClient(uri).get_run(run_id).info
@@ -415,16 +478,12 @@ def log_to_run(
             source = resolve_dataset_source(dataset["source"])
             log_input_once(MetaDataset(source, name=dataset["name"], digest=dataset["digest"]))
         if checkpoint is not None:
-            signature = ModelSignature(
-                inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 784), "pixels")]),
-                outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 10), "probabilities")]),
-            )
+            # no signature: MLflow would enforce its one dtype before predict, refusing uint8 pixels and
+            # DataFrames that the model's own check (nnlib_pyfunc.as_pixels) takes and explains
             info = mlflow.pyfunc.log_model(
                 name=model_name,
                 python_model=str(PYFUNC_CODE),
                 artifacts={"checkpoint": str(checkpoint)},
-                signature=signature,
-                input_example=np.asarray(example, dtype=np.float32).reshape(-1, 784),
                 pip_requirements=["numpy", "mlflow"],
                 code_paths=[str(Path(__file__).resolve().parents[1] / "nnlib")],
             )
@@ -442,22 +501,29 @@ def log_to_run(
 
 def describe_version(uri: str, name: str, version: str, best: Any, study: str) -> None:
     """What a registered version is, for a reader of MLflow's model registry: a description, tags (cell,
-    seed, its validation accuracy, the study) and the alias ``best`` on the newest version."""
+    seed, its validation and test accuracy, the commit, the study) and the aliases ``champion`` and ``best``
+    on the newest version."""
     client = MlflowClient(uri)
     val = 100 * float(best["best_val_acc"])
     text = (f"The {'CNN' if best['arch'] == 'cnn' else 'BP network'} of study {study} with the highest validation "
             f"accuracy ({val:.2f} %): cell {best['cell']}, seed {best['seed']}. Chosen on validation accuracy, "
-            "never on test accuracy. Input: float32 pixels in [0, 1], shape (n, 784); output: the class "
-            "probabilities, shape (n, 10).")  # fmt: skip
+            "never on test accuracy. Input: images of 784 pixels a row (or 28 x 28), float in [0, 1] or uint8 "
+            "in [0, 255], as a NumPy array, DataFrame or list; output: the class probabilities, shape "
+            "(n, 10).")  # fmt: skip
     client.update_model_version(name, version, description=text)
     tags = {"study": study, "cell": best["cell"], "seed": str(best["seed"]), "best_val_acc": f"{val:.2f}",
             "chosen_on": "validation accuracy"}  # fmt: skip
+    if "test_acc" in best and best["test_acc"] == best["test_acc"]:  # NaN for a run that failed
+        tags["test_acc"] = f"{100 * float(best['test_acc']):.2f}"
+    if "git_commit" in best:
+        tags["git_commit"] = str(best["git_commit"])
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     client.update_registered_model(
         name, description=f"The best {best['arch'].upper()} of study {study} by validation accuracy."
     )
-    client.set_registered_model_alias(name, "best", version)
+    for alias in ("champion", "best"):
+        client.set_registered_model_alias(name, alias, version)
 
 
 def register_best_models(
@@ -469,24 +535,26 @@ def register_best_models(
     these two are made MLflow models (about 1.5 s each, most of it MLflow's model packaging).  Not
     ``enabled`` (``mlflow.log_models: false``): registers nothing and writes an empty record."""
     import mlflow
+    import numpy as np
     import pandas as pd
 
     from .io import atomic_write_json
-    from .mnist import load_dataset
 
     mlflow.set_tracking_uri(uri)
     runs = pd.read_csv(runs_csv)
     ok = runs[runs["status"] == "ok"] if enabled else runs.iloc[:0]
-    example = load_dataset(dataset_path, "float32")["x_test"][:2] if len(ok) else None
     registered: dict[str, Any] = {}
     for arch, group in ok.groupby("arch"):
         best = group.sort_values(["best_val_acc", "cell", "seed"], ascending=[False, True, True]).iloc[0]
         checkpoint = Path("results/grid") / best["cell"] / f"seed{best['seed']}" / "model.npz"
-        model_id = log_to_run(uri, best["mlflow_run_id"], checkpoint=checkpoint, example=example,
+        model_id = log_to_run(uri, best["mlflow_run_id"], checkpoint=checkpoint,
                               model_name=f"{best['cell']}-seed{best['seed']}")  # fmt: skip
         name = f"{study}-best-{arch}"
         version = mlflow.register_model(f"models:/{model_id}", name)
         describe_version(uri, name, version.version, best, study)
+        with np.load(dataset_path) as data:  # the split it learnt from, as the run's logged dataset names it
+            digest = str(data["digest"])[:16]
+        MlflowClient(uri).set_model_version_tag(name, version.version, "training_data", f"{dataset_path} ({digest})")
         registered[str(arch)] = {"name": name, "version": int(version.version), "run_id": best["mlflow_run_id"],
                                  "model_id": model_id, "cell": best["cell"], "seed": int(best["seed"]),
                                  "best_val_acc": float(best["best_val_acc"])}  # fmt: skip

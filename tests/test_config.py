@@ -205,3 +205,22 @@ def test_a_claim_on_cells_the_grid_lacks_is_named_and_left_out():
     lines = untestable_claims(config)
     assert any(line.startswith("protocol.claims: dp_acc is not tested: it names dropout 0.5") for line in lines)
     assert not any("adam_acc" in line for line in lines) and not untestable_claims(default_config())
+
+
+@pytest.mark.parametrize("kind", ["long", "quotes"])
+def test_a_folder_sqlite_or_mlflow_cannot_take_stops_the_plan(tmp_path, kind):
+    """A study folder whose local store's path is over SQLite's 512 bytes, or whose path holds both kinds
+    of quote, stops Snakemake before any job with the limit and the repair, not 100 s into MLflow's retries."""
+    folder = tmp_path
+    if kind == "long":
+        for _ in range(3):
+            folder = folder / ("d" * 200)
+    else:
+        folder = folder / 'o\'brien "quoted"'
+    folder.mkdir(parents=True)
+    proc = run_dry(folder, "study_name: folder-check\n")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    expected = "over SQLite's limit of 512" if kind == "long" else "holds both ' and \""
+    assert "unusable study folder" in output and expected in output, output[-2000:]
+    assert not (folder / "results").exists()

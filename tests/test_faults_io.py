@@ -3,6 +3,7 @@ where outputs belong."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -60,7 +61,7 @@ def test_a_running_run_whose_model_cannot_be_logged_ends_failed(tmp_path):
     checkpoint = tmp_path / "model.npz"
     Network(MLPSpec(hidden=(8,)), seed=0).save(checkpoint)
     with pytest.raises(OSError):
-        log_to_run(uri, run_id, checkpoint=checkpoint, example=np.zeros(784))
+        log_to_run(uri, run_id, checkpoint=checkpoint)
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["status"] == "failed"
 
@@ -171,3 +172,24 @@ def test_a_fifo_in_place_of_a_checkpoint_or_an_idx_file_is_refused_not_read(tmp_
     os.mkfifo(idx)
     with pytest.raises(IdxError, match="train-images-idx3-ubyte.gz.*a FIFO"):
         read_idx(idx)
+
+
+def test_a_fifo_in_a_local_mirror_is_skipped_for_the_next_mirror(tmp_path, tiny_mnist_dir):
+    """A local mirror's file that is a named pipe would block the download past any deadline: it is refused
+    unopened, named, and the next mirror is used; a FIFO where the download goes is refused too."""
+    from nnstudy.io import NotRegularFileError
+    from nnstudy.mnist import FILES, SHA256, fetch_file
+
+    name = FILES["train_images"]
+    pipes = tmp_path / "pipes"
+    pipes.mkdir()
+    os.mkfifo(pipes / name)
+    expected = hashlib.sha256((tiny_mnist_dir / name).read_bytes()).hexdigest()
+    dest = tmp_path / "data"
+    got = fetch_file(name, [str(pipes), str(tiny_mnist_dir)], dest, expected, deadline=5)
+    assert got.read_bytes() == (tiny_mnist_dir / name).read_bytes()
+    assert SHA256[name] != expected  # the tiny files are the test's own
+    os.unlink(got)
+    os.mkfifo(got)
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        fetch_file(name, [str(tiny_mnist_dir)], dest, expected, deadline=5)

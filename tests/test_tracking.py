@@ -97,3 +97,68 @@ def test_snakemake_stops_at_mlflow_store_with_the_message(tmp_path):
     assert not (tmp_path / "results/mlflow/store.json").exists()
     assert not list(tmp_path.glob("results/grid/*/*/result.json"))
     assert not list(tmp_path.glob("results/logs/search/*/worker*.log"))
+
+
+def test_a_study_folder_keeps_its_identity_when_moved(tmp_path):
+    """The id that owns a folder's runs and trials lives in the folder: the path digest when first needed
+    (what older folders were tagged with), then the same after a move; a damaged id file is named."""
+    import hashlib
+
+    from nnstudy.jobs import workflow_id
+
+    first = tmp_path / "study"
+    first.mkdir()
+    value = workflow_id(first)
+    assert value == hashlib.sha256(str(first.resolve()).encode()).hexdigest()[:12]
+    assert (first / "results" / "workflow-id").read_text().strip() == value
+    moved = tmp_path / "elsewhere" / "study moved"
+    moved.parent.mkdir()
+    first.rename(moved)
+    assert workflow_id(moved) == value
+    assert sorted(p.name for p in (moved / "results").iterdir()) == ["workflow-id"]  # no temporary file left
+    (moved / "results" / "workflow-id").write_text("not an id\n")
+    with pytest.raises(ValueError, match=r"workflow-id should hold .* 12 hexadecimal digits"):
+        workflow_id(moved)
+
+
+def test_a_server_lost_mid_study_fails_a_job_after_its_bounded_retries(monkeypatch):
+    """Each job bounds MLflow's timeout and retries (config mlflow.http_timeout_s, http_retries), so a
+    server that stops answering mid-study fails the job's next call, naming the server, instead of MLflow's
+    default of minutes per call; a setting the user put in the environment is kept."""
+    from mlflow.environment_variables import MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from nnstudy.tracking import bound_http_requests
+
+    names = (MLFLOW_HTTP_REQUEST_TIMEOUT.name, MLFLOW_HTTP_REQUEST_MAX_RETRIES.name,
+             MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name)  # fmt: skip
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    assert bound_http_requests("sqlite:///results/mlflow/mlflow.db", 1, 0) == {}
+    monkeypatch.setenv(MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name, "3")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        chosen = bound_http_requests(uri, 1, 0)
+        assert chosen == {MLFLOW_HTTP_REQUEST_TIMEOUT.name: "1", MLFLOW_HTTP_REQUEST_MAX_RETRIES.name: "0"}
+        assert os.environ[MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.name] == "3"
+        with pytest.raises(MlflowException, match=rf"{uri}.*([Tt]imeout|timed out)"):
+            MlflowClient(uri).search_experiments(max_results=1)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_local_store_is_named_with_its_repair(tmp_path, damage):
+    """A store overwritten or cut short stops the job at once, naming the file and the repair, where MLflow
+    gives a bare SQLite error."""
+    from nnstudy.tracking import StoreError, check_local_store
+
+    db = tmp_path / "results" / "mlflow" / "mlflow.db"
+    setup_store(f"sqlite:///{db}", "nnstudy", tmp_path / "artifacts")
+    data = db.read_bytes()
+    db.write_bytes(b"this is not a database " * 200 if damage == "garbage" else data[: len(data) // 3])
+    for name in ("mlflow.db-wal", "mlflow.db-shm"):
+        (db.parent / name).unlink(missing_ok=True)
+    with pytest.raises(StoreError) as info:
+        check_local_store(db)
+    message = str(info.value)
+    assert str(db) in message and "damaged" in message and "from a backup" in message
