@@ -1,7 +1,6 @@
 # nnstudy: the seed lab report's study as a Snakemake workflow (MNIST by default; any IDX dataset).
 #   snakemake --cores N          run everything (see README.md)
 import os
-import sys
 
 from snakemake.utils import min_version
 
@@ -54,11 +53,10 @@ onerror:
 
 
 onsuccess:
-    # where to look next, as the last lines of the console (docs/outputs.md has the rest)
-    print(
+    # where to look next, as the last lines of the console (docs/outputs.md has the rest); through
+    # Snakemake's logger, so that it follows the last job's line
+    logger.info(
         study_done_message(
             LANGS, config["mlflow"]["tracking_uri"], config["output_dir"]
-        ),
-        file=sys.stderr,
-        flush=True,
+        )
     )

@@ -31,4 +31,7 @@ fi
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".$extras"
+# the console of `snakemake` (profiles/default: logger nnstudy): Snakemake finds a logger plugin by its
+# installed module's name, so it is a package of its own (workflow/logger), not part of the editable install
+.venv/bin/python -m pip install -q ./workflow/logger
 echo "bootstrap: ready (.venv)"
