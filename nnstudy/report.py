@@ -10,7 +10,9 @@ import base64
 import hashlib
 import html
 import inspect
+import io
 import json
+import logging
 import os
 import platform
 import re
@@ -85,6 +87,8 @@ REFERENCES = {
     "li": N_("Li X, Chen S, Hu X, Yang J. Understanding the disharmony between dropout and batch normalization by "
              "variance shift. CVPR, 2019: 2682–2690."),
 }  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 def fmt_int(value: int) -> str:
@@ -472,6 +476,13 @@ def cell_text(r: Any) -> dict[str, str] | None:
             "params": f"{int(r.n_params):,}"}  # fmt: skip
 
 
+def grid_order(config: dict) -> list[str]:
+    """The optimizers with a replication rate, in the grid's order, then any others by name."""
+    rates = config["protocol"]["replication_lr"]
+    order = [o for o in config["grid"]["optimizers"] if o in rates]
+    return order + sorted(set(rates) - set(order))
+
+
 def helpers_context(numbering: Numbering, lang: str) -> dict[str, Any]:
     """What the template calls: numbering of tables, figures and citations, lists and numbers in ``lang``."""
     return {"lang": lang, "numbering": numbering, "fig": numbering.fig, "tab": numbering.tab,
@@ -492,8 +503,8 @@ def config_context(config: dict, studies: list[str], lang: str) -> dict[str, Any
         "training": config["training"], "cnn_enabled": bool(cnn["enabled"]), "cnn_conv": cnn["conv"],
         "cnn_hidden": cnn["hidden"], "cnn_decay": cnn_decay(config),
         "cnn_layers": cnn_layers_text(cnn["conv"], cnn["hidden"], lang),
-        "replication_rates": join_list(
-            [f"{optimizer_name(o)} {lr}" for o, lr in config["protocol"]["replication_lr"].items()], lang),
+        "replication_rates": join_list(  # in the grid's order (the config reaches the job as sorted JSON)
+            [f"{optimizer_name(o)} {config['protocol']['replication_lr'][o]}" for o in grid_order(config)], lang),
         "protocol": {**config["protocol"], "primary_text": _(PRIMARY[config["protocol"]["primary_metric"]])},
         "per_cell": bool(search["per_cell"]), "search_enabled": bool(studies), "n_trials": search["n_trials"],
         "cnn_trials": cnn["n_trials"],
@@ -647,8 +658,27 @@ def with_figures_and_captions(body: str) -> str:
     return re.sub(TABLE_CAPTION, lambda m: m.group(0).replace("<p>", '<p class="caption">', 1), body)
 
 
-def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir: Path) -> str:
-    """A self-contained HTML page: figures are embedded as data URIs, nothing is fetched."""
+#: a page embedded in ``snakemake --report`` travels as a base64 data URL, which Chromium refuses over 2 MiB
+#: (2,097,152 characters): a page under this many bytes stays under it, with room for the URL's prefix
+SCREEN_PAGE_LIMIT = 1_500_000
+
+
+def screen_png(path: Path) -> bytes:
+    """A figure for the screen page: the PNG with its colours reduced to a palette of 256 (about 40 % of the
+    bytes, no visible change at screen size), so that the page stays within a browser's data-URL limit when
+    ``snakemake --report`` embeds it. The PDF keeps the full PNGs."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        reduced = image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    buffer = io.BytesIO()
+    reduced.save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir: Path, screen: bool = False) -> str:
+    """A self-contained HTML page: figures are embedded as data URIs, nothing is fetched (``screen``: as
+    palette PNGs, see ``screen_png``)."""
     if lang == "zh":  # a line break between two CJK characters is not a space in Chinese text
         markdown = re.sub(r"(?<=[\u3000-\u9fff\uff00-\uffef])\n(?=[\u3000-\u9fff\uff00-\uffef])", "", markdown)
     body = MarkdownIt("commonmark", {"html": False, "typographer": False}).enable("table").render(markdown)
@@ -657,7 +687,8 @@ def markdown_to_html(markdown: str, *, title: str, lang: str, css: str, base_dir
         src = match.group(1)
         path = base_dir / src
         mime = "image/svg+xml" if path.suffix == ".svg" else "image/png"
-        return f'src="data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"'
+        data = screen_png(path) if screen and path.suffix == ".png" else path.read_bytes()
+        return f'src="data:{mime};base64,{base64.b64encode(data).decode()}"'
 
     body = re.sub(r'src="([^"]+\.(?:png|svg))"', embed, body)
     body = with_figures_and_captions(body)
@@ -752,11 +783,15 @@ def write_report(
         atomic_write_text(md_path, markdown)
         title = translator(lang)(N_("Lab report: a BP network on %(dataset)s")) % {
             "dataset": text(dataset_card(config["data"]), "display_name", lang)}  # fmt: skip
-        page = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
+        page = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir, screen=True)
+        if len(page.encode()) > SCREEN_PAGE_LIMIT:
+            log.warning("lab_report.%s.html is %d bytes: over %d, snakemake --report's browser pane may stay "
+                        "blank (open the file itself)", lang, len(page.encode()), SCREEN_PAGE_LIMIT)  # fmt: skip
         html_path = out_dir / f"lab_report.{lang}.html"
         atomic_write_text(html_path, page)
         written[f"{lang}_md"], written[f"{lang}_html"] = md_path, html_path
         if pdf:
-            html_to_pdf(page, out_dir / f"lab_report.{lang}.pdf")
+            print_page = markdown_to_html(markdown, title=title, lang=lang, css=css, base_dir=out_dir)
+            html_to_pdf(print_page, out_dir / f"lab_report.{lang}.pdf")
             written[f"{lang}_pdf"] = out_dir / f"lab_report.{lang}.pdf"
     return written

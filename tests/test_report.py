@@ -78,6 +78,21 @@ def test_conclusions_state_the_declared_claims_only(study, lang):
     assert "significant" not in conclusions and "显著" not in conclusions
 
 
+def test_a_small_test_split_is_warned_of_in_the_console_and_the_report(study):
+    """The test study's 500 test and validation images: one image is 0.2 pp, which the console warns of at
+    the start and the report's limitations state (the default study's 10,000 images get neither)."""
+    workdir, config = study
+    assert config["data"]["test_size"] == 500
+    console = (workdir / "console.txt").read_text()
+    assert "data.test_size is 500: one image moves the test accuracy by 0.2 pp" in console
+    assert "data.val_size is 500: one image moves the validation accuracy by 0.2 pp" in console
+    english = (workdir / "report/lab_report.en.md").read_text()
+    assert "With 500 test images, one image moves the test accuracy by 0.2 pp" in english
+    chinese = (workdir / "report/lab_report.zh.md").read_text()
+    assert "测试集只有 500 张图像，一张图像就使测试准确率变化 0.2 个百分点" in chinese
+    assert "one image moves" not in (REPO / "report/lab_report.en.md").read_text()
+
+
 def test_pdfs_are_made_with_cjk_fonts(study):
     workdir, _ = study
     for lang in ("en", "zh"):
