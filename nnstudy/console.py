@@ -22,6 +22,8 @@ PRIOR_SECONDS = {
     "register_models": 6.0, "gui_screenshot": 5.0, "mlflow_store": 3.0, "gradient_check": 2.0,
     "download_data": 1.0, "prepare_dataset": 1.0, "dataset_card": 1.0, "all": 0.0,
 }  # fmt: skip
+#: how many of a rule's most recent jobs its expected cost is taken from
+RECENT = 8
 #: wildcards shown with their name (``seed3``); the others by value alone (a cell, a study, a language)
 NAMED = ("seed", "round", "part")
 
@@ -59,10 +61,11 @@ class Progress:
         return sum(self.planned.values())
 
     def expected(self, rule: str) -> float:
-        """Seconds a job of ``rule`` is expected to take: the median of this run's finished ones, else the
-        prior, else the median of every job finished so far."""
+        """Seconds a job of ``rule`` is expected to take: the median of this run's last ``RECENT`` finished
+        ones (priorities start the longest jobs of a rule first, so the recent ones are the better guide to
+        those still waiting), else the prior, else the median of every job finished so far."""
         if self.took.get(rule):
-            return median(self.took[rule])
+            return median(self.took[rule][-RECENT:])
         if rule in PRIOR_SECONDS:
             return PRIOR_SECONDS[rule]
         everything = [seconds for values in self.took.values() for seconds in values]

@@ -60,3 +60,14 @@ def test_the_session_studys_console_is_short_and_names_each_job(study):
     assert max(len(line) for line in lines if not line.startswith("  every run:")) < 200
     assert "output:" not in console and "Select jobs to execute" not in console
     assert len(console.encode()) < 120 * len(starts) + 4000  # a few lines of plan and closing message besides
+
+
+def test_the_estimate_follows_a_rules_recent_jobs():
+    """The longest trainings start first: once shorter ones follow, the estimate follows them."""
+    clock = FakeClock()
+    progress = Progress(clock=clock, cores=1, planned={"train": 30})
+    for jobid in range(20):
+        progress.start(jobid, "train", {"seed": str(jobid)})
+        clock.now += 40.0 if jobid < 10 else 10.0
+        progress.finish(jobid)
+    assert progress.expected("train") == 10.0 and progress.seconds_left() == 10 * 10.0
