@@ -395,6 +395,19 @@ def folder_problems(folder: str | Path, tracking_uri: str) -> list[str]:
     return problems
 
 
+def report_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the report job takes it (its parameter): the seed lists sorted, so that reordering
+    them, like reordering keys, re-renders nothing; the report lists seeds in order anyway."""
+    ordered = {key: dict(value) if isinstance(value, dict) else value for key, value in config.items()}
+    for section in ("grid", "cnn"):
+        if isinstance(ordered.get(section), dict) and "seeds" in ordered[section]:
+            ordered[section]["seeds"] = sorted(ordered[section]["seeds"])
+    pilot = ordered.get("protocol", {}).get("pilot")
+    if isinstance(pilot, dict) and "seeds" in pilot:
+        ordered["protocol"]["pilot"] = {**pilot, "seeds": sorted(pilot["seeds"])}
+    return ordered
+
+
 def gradient_check_config(config: dict[str, Any]) -> dict[str, Any]:
     """The part of the config the gradient check reads (``grid_cells``, ``train_options``): the networks
     without their seeds, the arms and the split options; a rule's parameter, so that an edit of any of them

@@ -53,7 +53,9 @@ def start_job(snakemake: Any) -> None:
             stream.flush()
             os.dup2(fd, stream.fileno())
         os.close(fd)
-        logging.basicConfig(level=logging.INFO, force=True)
+        # each line with its time: a log read later, or beside another, says when each epoch ended
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            force=True)  # fmt: skip
         for chatty in ("weasyprint", "fontTools", "matplotlib"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
     from threadpoolctl import threadpool_limits

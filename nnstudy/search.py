@@ -16,6 +16,7 @@ import logging
 import math
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +147,9 @@ def create_study(storage, name: str) -> optuna.Study:
     """Create or load the study; its objective is named after the metric it maximises."""
     study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True)
     if study.metric_names != [METRIC]:
-        study.set_metric_names([METRIC])
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, and stable in use here
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC])
     return study
 
 

@@ -71,3 +71,14 @@ def test_the_estimate_follows_a_rules_recent_jobs():
         clock.now += 40.0 if jobid < 10 else 10.0
         progress.finish(jobid)
     assert progress.expected("train") == 10.0 and progress.seconds_left() == 10 * 10.0
+
+
+def test_job_logs_time_each_line_and_carry_no_experimental_warning(study):
+    """A job's log says when each epoch ended, and Optuna's ExperimentalWarning for the objective's name is not
+    repeated in every search's log."""
+    workdir, _ = study
+    logs = list(workdir.glob("results/logs/**/*.log"))
+    epochs = [line for log in workdir.glob("results/logs/grid/*/*.log") for line in log.read_text().splitlines()
+              if " epoch 1: " in line]  # fmt: skip
+    assert epochs and all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO nnstudy\.", line) for line in epochs)
+    assert not [log for log in logs if "ExperimentalWarning" in log.read_text()]

@@ -331,13 +331,14 @@ def test_an_added_seed_trains_only_that_seed(study, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in work.glob("results/grid/*/seed*/*") if p.is_file()}
     uri, experiments = study_store(work)
     old_runs = {r.info.run_id: r for r in MlflowClient(uri).search_runs([experiments["grid"]], max_results=1000)}
-    targets = [f"results/grid/{cell}/seed{new_seed}/result.json" for cell in sorted(cells)]
+    trained = sorted(cells)[:2]  # two cells train it for real (each training job costs seconds of start-up)
+    targets = [f"results/grid/{cell}/seed{new_seed}/result.json" for cell in trained]
     proc = snakemake(work, "--cores", "2", *targets)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert {p: p.stat().st_mtime_ns for p in before} == before
     runs = {r.info.run_id: r for r in MlflowClient(uri).search_runs([experiments["grid"]], max_results=1000)}
     added = set(runs) - set(old_runs)
-    assert len(added) == len(cells)
+    assert len(added) == len(trained)
     assert {runs[i].data.tags["seed"] for i in added} == {str(new_seed)}
     assert all(runs[i].data.tags == old_runs[i].data.tags for i in old_runs)  # none superseded or changed
 

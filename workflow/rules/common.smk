@@ -17,6 +17,7 @@ from nnstudy.config import (
     folder_problems,
     gradient_check_config,
     grid_cells,
+    report_config,
     n_rounds,
     round_parts,
     schema_errors,

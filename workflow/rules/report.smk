@@ -52,7 +52,7 @@ rule lab_report:
         template_dir=lambda wildcards, input: os.path.dirname(input.templates[0]),
         lang=lambda wildcards: wildcards.lang,
         # the report reads the whole config (its digest, deviations, names, settings): any edit re-renders it
-        config=canonical(config),
+        config=canonical(report_config(config)),
     script:
         "../scripts/lab_report.py"
 
