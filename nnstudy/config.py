@@ -395,6 +395,24 @@ def folder_problems(folder: str | Path, tracking_uri: str) -> list[str]:
     return problems
 
 
+def store_lost_warnings(folder: str | Path, tracking_uri: str) -> list[str]:
+    """A warning when the local MLflow store is gone but earlier searches are not: the next run logs into a
+    new, empty store, and the searches' finished trials (kept, not trained again) name runs it lacks."""
+    results = Path(folder) / "results"
+    journal = results / "search" / "optuna.journal"
+    searched = (journal.is_file() and journal.stat().st_size > 0) or any((results / "search").glob("*/setup.json"))
+    if tracking_uri or (results / "mlflow" / "mlflow.db").exists() or not searched:
+        return []
+    return [
+        "results/mlflow/mlflow.db is missing but results/search/ holds earlier searches: every job that "
+        "logs runs again into a new, empty MLflow store (the grid's trainings too), and the searches keep "
+        "their finished trials, whose MLflow runs are gone (each search's parent run will be tagged "
+        "trials_without_runs). To train and log the searches again as well, delete results/search/ too (with a "
+        "search.storage other than the journal, its Optuna studies as well: optuna delete-study); to "
+        "keep the old runs instead, stop now and put results/mlflow back from a copy."
+    ]
+
+
 def report_config(config: dict[str, Any]) -> dict[str, Any]:
     """The config as the report job takes it (its parameter): the seed lists sorted, so that reordering
     them, like reordering keys, re-renders nothing; the report lists seeds in order anyway."""

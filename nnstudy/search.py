@@ -24,7 +24,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import sqlalchemy.exc
-from mlflow.entities import RunStatus
+from mlflow.entities import RunStatus, ViewType
 from mlflow.tracking import MlflowClient
 from optuna.distributions import FloatDistribution
 from optuna.storages import RDBStorage
@@ -34,7 +34,7 @@ from .config import Cell, part_slots, round_slots
 from .io import atomic_write_json, atomic_write_text
 from .journal import JournalFlock, open_journal  # noqa: F401 (JournalFlock: re-exported)
 from .mnist import load_dataset
-from .tracking import RunLogger, kill_runs, kill_stale_runs, standard_tags
+from .tracking import RunLogger, kill_runs, kill_stale_runs, standard_tags, tag_filter
 from .training import Outcome, TrainSettings, epoch_logger, history_json, run_params, summary_metrics, train_cell
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -342,9 +342,43 @@ def setup_search(
     client.log_param(parent, "storage", "journal" if search_config["storage"] == "journal" else "rdb")
     for key, value in {"cell": cell.name, "optimizer": cell.optimizer, "mlflow_parent_run_id": parent}.items():
         opt_study.set_user_attr(key, value)
-    info = {"study": study, "storage_name": name, "study_dir": str(study_dir), "parent_run_id": parent}  # relative
+    orphans = trials_without_runs(client, experiment, opt_study, tracking["workflow_id"], study)
+    if orphans:
+        log.warning(orphans_message(study, orphans, search_config["storage"]))
+        client.set_tag(parent, "trials_without_runs", " ".join(map(str, orphans)))
+    info = {"study": study, "storage_name": name, "study_dir": str(study_dir), "parent_run_id": parent,
+            "trials_without_runs": orphans}  # fmt: skip
     atomic_write_json(out_path, info)
     return info
+
+
+def trials_without_runs(
+    client: MlflowClient, experiment: str, opt_study: optuna.Study, workflow_id: str, study: str
+) -> list[int]:
+    """This workflow's trials whose MLflow run the store does not hold: the store was deleted or replaced
+    after they ran (another workflow sharing the study may log to a store of its own: its trials are left out)."""
+    owner = f"{workflow_id}:{study}:"
+    mine = [t for t in opt_study.get_trials(deepcopy=False)
+            if str(t.user_attrs.get("owner", "")).startswith(owner) and "mlflow_run_id" in t.user_attrs]  # fmt: skip
+    if not mine:
+        return []
+    known = {run.info.run_id for run in client.search_runs([experiment], filter_string=tag_filter({"search": study}),
+                                                           run_view_type=ViewType.ALL, max_results=50_000)}  # fmt: skip
+    return [t.number for t in mine if t.user_attrs["mlflow_run_id"] not in known]
+
+
+def orphans_message(study: str, orphans: list[int], storage: str) -> str:
+    """What a store without a search's trial runs means, and the repair."""
+    where = "results/search/ (the journal results/search/optuna.journal with it)"
+    if storage != "journal":
+        where = f"results/search/{study}/ and the search's Optuna study in {storage!r} (optuna delete-study)"
+    return (
+        f"search {study}: {len(orphans)} finished trial(s) of this folder ({', '.join(map(str, orphans[:10]))}"
+        f"{', ...' if len(orphans) > 10 else ''}) name MLflow runs this store does not hold: the store was "
+        "deleted or replaced after they ran. Their results are kept and not trained again, so the search's "
+        "answer stands, but MLflow shows no run for them (the parent run is tagged trials_without_runs). "
+        f"To train and log them again (the same answer), delete {where} and run again."
+    )
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

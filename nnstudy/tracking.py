@@ -159,8 +159,9 @@ def store_fault_message(db: str | Path, error: str) -> str | None:
         return None
     repair = {
         "damaged": "Put back the file from a backup, or run the study afresh in an empty folder. Deleting "
-                   "results/mlflow makes an empty store and reruns every job that logs to MLflow, and the "
-                   "Optuna journal's trials then name MLflow runs that no longer exist.",
+                   "results/mlflow makes an empty store and reruns every job that logs to MLflow, but the "
+                   "searches keep their finished trials, whose runs are then gone (the run warns at its start); "
+                   "delete results/search/ too to train and log them again.",
         "read-only": f"Make it and its folder writable (chmod u+w, or chattr -i for an immutable file): SQLite "
                      f"writes {Path(db).name}-wal and -shm beside it.",
         "unopenable": "Check that the folder exists and is writable, and that the path is under SQLite's limit "

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,6 +219,43 @@ def test_kill_during_search_loses_no_trial(tmp_path):
         assert run.data.tags["slot"] == str(slot_of(trial))
     named = {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert all(r.info.status == "KILLED" for run_id, r in trial_runs.items() if run_id not in named)
+
+
+def test_a_deleted_store_is_named_at_the_start_and_the_trials_without_runs_on_the_parent(tmp_path):
+    """Deleting results/mlflow after a search: the plan warns before any job, the searches keep their
+    finished trials (not trained again), and the new parent run and setup.json name the trials whose runs
+    the new store lacks."""
+    config = configure(
+        tmp_path,
+        grid={"optimizers": ["adam"], "batchnorm": [False], "dropout": [0.0], "seeds": [1]},
+        search={"n_trials": 2, "batch_size": 2, "workers": 1, "max_epochs": 1},
+    )
+    search = "results/search/lr-adam/best.json"
+    first = snakemake(tmp_path, "--cores", "2", search)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "results/mlflow/mlflow.db is missing" not in first.stderr
+    journal = tmp_path / "results/search/optuna.journal"
+    name = f"{config['study_name']}.lr-adam"
+    trials = {t.number: t.user_attrs["mlflow_run_id"] for t in open_study(journal, name).trials}
+    assert len(trials) == 2
+    best = (tmp_path / search).read_text()
+    shutil.rmtree(tmp_path / "results/mlflow")
+    # the store as a target, as the default target's register_models asks for it (results/mlflow/registered.json)
+    again = snakemake(tmp_path, "--cores", "2", search, "results/mlflow/store.json")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "results/mlflow/mlflow.db is missing but results/search/ holds earlier searches" in again.stderr
+    assert "delete results/search/ too" in again.stderr
+    assert len(open_study(journal, name).trials) == 2  # nothing trained again
+    assert (tmp_path / search).read_text() == best
+    setup = json.loads((tmp_path / "results/search/lr-adam/setup.json").read_text())
+    assert setup["trials_without_runs"] == sorted(trials)
+    client, experiments = store(tmp_path)
+    parent = client.get_run(setup["parent_run_id"])
+    assert parent.data.tags["trials_without_runs"] == " ".join(map(str, sorted(trials)))
+    log = (tmp_path / "results/logs/search/lr-adam/setup.log").read_text()
+    assert "name MLflow runs this store does not hold" in log and "optuna.journal" in log
+    third = snakemake(tmp_path, "--cores", "2", search)  # the new store exists: no warning, nothing to do
+    assert third.returncode == 0 and "mlflow.db is missing" not in third.stderr
 
 
 #: what the answers are read from (no figures or report: they do not change an answer)

@@ -22,6 +22,7 @@ from nnstudy.config import (
     round_parts,
     schema_errors,
     search_settings,
+    store_lost_warnings,
     study_cell,
     study_for_cell,
     study_names,
@@ -52,6 +53,8 @@ if config["output_dir"] not in (".", "./"):
 problems = folder_problems(".", config["mlflow"]["tracking_uri"])
 if problems:
     raise WorkflowError("unusable study folder:\n  " + "\n  ".join(problems))
+for warning in store_lost_warnings(".", config["mlflow"]["tracking_uri"]):
+    logger.warning(warning)
 
 CELLS = {cell.name: cell for cell in grid_cells(config)}
 STUDIES = study_names(config)
