@@ -58,6 +58,8 @@ def start_job(snakemake: Any) -> None:
                             force=True)  # fmt: skip
         for chatty in ("weasyprint", "fontTools", "matplotlib"):
             logging.getLogger(chatty).setLevel(logging.WARNING)
+        # a log file is no terminal: MLflow's progress bars would write carriage returns and block characters
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(max(1, int(snakemake.threads)))

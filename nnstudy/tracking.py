@@ -458,6 +458,7 @@ def log_to_run(
     dataset: dict[str, str] | None = None,
     checkpoint: str | Path | None = None,
     model_name: str = "model",
+    model_tags: dict[str, str] | None = None,
 ) -> str | None:
     """Record on a run the dataset it trained on (``log_input`` with its digest) and/or log an nnlib
     checkpoint as an MLflow pyfunc model (from code: nothing pickled; its input is described in
@@ -487,6 +488,7 @@ def log_to_run(
                 artifacts={"checkpoint": str(checkpoint)},
                 pip_requirements=["numpy", "mlflow"],
                 code_paths=[str(Path(__file__).resolve().parents[1] / "nnlib")],
+                tags=model_tags,  # over MLflow's own, which name Snakemake's temporary copy of the script
             )
     except BaseException as exc:
         with suppress(Exception):
@@ -548,8 +550,10 @@ def register_best_models(
     for arch, group in ok.groupby("arch"):
         best = group.sort_values(["best_val_acc", "cell", "seed"], ascending=[False, True, True]).iloc[0]
         checkpoint = Path("results/grid") / best["cell"] / f"seed{best['seed']}" / "model.npz"
+        source = {"mlflow.source.name": "workflow/rules/aggregate.smk:register_models", "mlflow.source.type": "JOB",
+                  "mlflow.source.git.commit": str(best["git_commit"]).removesuffix("-dirty")}  # fmt: skip
         model_id = log_to_run(uri, best["mlflow_run_id"], checkpoint=checkpoint,
-                              model_name=f"{best['cell']}-seed{best['seed']}")  # fmt: skip
+                              model_name=f"{best['cell']}-seed{best['seed']}", model_tags=source)  # fmt: skip
         name = f"{study}-best-{arch}"
         version = mlflow.register_model(f"models:/{model_id}", name)
         describe_version(uri, name, version.version, best, study)

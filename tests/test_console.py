@@ -74,11 +74,13 @@ def test_the_estimate_follows_a_rules_recent_jobs():
 
 
 def test_job_logs_time_each_line_and_carry_no_experimental_warning(study):
-    """A job's log says when each epoch ended, and Optuna's ExperimentalWarning for the objective's name is not
-    repeated in every search's log."""
+    """A job's log says when each epoch ended, Optuna's ExperimentalWarning for the objective's name is not
+    repeated in every search's log, and MLflow's progress bars are not drawn into the logs."""
     workdir, _ = study
     logs = list(workdir.glob("results/logs/**/*.log"))
     epochs = [line for log in workdir.glob("results/logs/grid/*/*.log") for line in log.read_text().splitlines()
               if " epoch 1: " in line]  # fmt: skip
     assert epochs and all(re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO nnstudy\.", line) for line in epochs)
     assert not [log for log in logs if "ExperimentalWarning" in log.read_text()]
+    # a log file is read in an editor or with less: no progress bar's carriage returns, no terminal colours
+    assert not [log for log in logs if b"\r" in log.read_bytes() or b"\x1b[" in log.read_bytes()]

@@ -461,6 +461,9 @@ def test_mlflow_and_optuna_conventions(study):
         # logging the model reopened the finished run: its end (so its duration) is still the training's
         logged = mlflow.get_logged_model(entry["model_id"])
         assert logged.name == f"{entry['cell']}-seed{entry['seed']}"
+        # its source is the rule that logged it, not Snakemake's temporary copy of the script
+        assert logged.tags["mlflow.source.name"] == "workflow/rules/aggregate.smk:register_models", logged.tags
+        assert logged.tags["mlflow.source.git.commit"] == version.tags["git_commit"].removesuffix("-dirty")
         assert client.get_run(entry["run_id"]).info.end_time < logged.creation_timestamp
     parents = client.search_runs([experiments["lr-search"]], "tags.role = 'parent'", max_results=100)
     n_trials = {p.data.tags["search"]: p.data.params["n_trials"] for p in parents}
