@@ -372,6 +372,21 @@ def test_snakemake_report(study):
         heading = page.frame_locator("iframe").locator("h1").first
         heading.wait_for(timeout=120_000)  # a blocked data URL would leave the pane at about:blank
         assert heading.inner_text().startswith("Lab report:")
+        # on a phone: the sidebar covers the pane until closed (its button at the top); then the report fills
+        # the screen and only its wide tables scroll sideways, each inside its own box
+        phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+        phone.goto((workdir / "report.html").as_uri())
+        phone.get_by_text("Lab report", exact=True).click()
+        phone.locator("tr", has_text="The lab report (en)").locator("a").first.click()
+        phone.frame_locator("iframe").locator("h1").first.wait_for(timeout=120_000)
+        close = [a for a in phone.locator("a[type=button]").all() if (box := a.bounding_box()) and box["x"] >= 0
+                 and box["y"] < 40]  # fmt: skip
+        close[0].click()
+        phone.wait_for_function("() => document.querySelector('iframe').getBoundingClientRect().width >= 389")
+        pane = phone.frame_locator("iframe")
+        assert pane.locator("h1").first.is_visible()
+        width, visible = pane.locator("html").evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert width <= visible == 390, (width, visible)
         browser.close()
 
 
