@@ -731,6 +731,38 @@ def html_to_pdf(html: str, path: Path) -> None:
     atomic_write_bytes(path, HTML(string=html).write_pdf())
 
 
+def draw_report_figures(
+    lang: str, fig_dir: Path, *, drawn: Iterable[str | Path], result_paths: list[str], tables_dir: Path,
+    search_dir: Path, studies: list[str], config: dict, model_figures_json: str | Path | None,
+    dataset_path: str | Path | None,
+) -> None:  # fmt: skip
+    """The report's figures in ``lang`` into ``fig_dir``: English ones the figures and model_figures jobs drew
+    already are copied, the others drawn here."""
+    png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
+    if lang == "en" and drawn:
+        for path in map(Path, drawn):
+            atomic_write_bytes(fig_dir / path.name, path.read_bytes())
+    else:
+        optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
+        grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
+        claims_forest(Path(tables_dir) / "claims.csv", fig_dir, lang=lang, formats=png,
+                      labels=statements(config["protocol"], lang))  # fmt: skip
+        if config["cnn"]["enabled"]:
+            deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
+        if studies:
+            search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang,
+                           formats=png, seed_lrs=config["protocol"]["replication_lr"],
+                           best_jsons={s: Path(search_dir) / s / "best.json" for s in studies})  # fmt: skip
+    if model_figures_json is not None:
+        if lang == "en":  # the model_figures job drew them in English already
+            for name in MODEL_FIGURES:
+                source = Path(model_figures_json).parent / "figures" / f"{name}.png"
+                atomic_write_bytes(fig_dir / source.name, source.read_bytes())
+        else:
+            draw_model_figures(model_figures_json, dataset_path, fig_dir, lang=lang, formats=png,
+                               names=class_names(dataset_card(config["data"]), lang))  # fmt: skip
+
+
 def write_report(
     *, tables_dir: str | Path, search_dir: str | Path, studies: list[str], result_paths: list[str],
     dataset_json: str | Path, config: dict, template_dir: str | Path, out_dir: str | Path, pdf: bool = True,
@@ -750,29 +782,9 @@ def write_report(
         atomic_write_bytes(fig_dir / "recogniser.png", Path(recogniser_figure).read_bytes())  # no words in it
         if gui_png is not None:
             atomic_write_bytes(fig_dir / "gui.png", Path(gui_png).read_bytes())
-        png = ("png",)  # the report embeds PNGs; the SVGs are in results/figures
-        if lang == "en" and drawn:
-            for path in map(Path, drawn):
-                atomic_write_bytes(fig_dir / path.name, path.read_bytes())
-        else:
-            optimizer_curves(result_paths, fig_dir, lang=lang, formats=png)
-            grid_comparison(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
-            claims_forest(Path(tables_dir) / "claims.csv", fig_dir, lang=lang, formats=png,
-                          labels=statements(config["protocol"], lang))  # fmt: skip
-            if config["cnn"]["enabled"]:
-                deep_vs_shallow(Path(tables_dir) / "runs.csv", fig_dir, lang=lang, formats=png)
-            if studies:
-                search_figures({s: Path(search_dir) / s / "trials.csv" for s in studies}, fig_dir, lang=lang,
-                               formats=png, seed_lrs=config["protocol"]["replication_lr"],
-                               best_jsons={s: Path(search_dir) / s / "best.json" for s in studies})  # fmt: skip
-        if model_figures_json is not None:
-            if lang == "en":  # the model_figures job drew them in English already
-                for name in MODEL_FIGURES:
-                    source = Path(model_figures_json).parent / "figures" / f"{name}.png"
-                    atomic_write_bytes(fig_dir / source.name, source.read_bytes())
-            else:
-                draw_model_figures(model_figures_json, dataset_path, fig_dir, lang=lang, formats=png,
-                                   names=class_names(dataset_card(config["data"]), lang))  # fmt: skip
+        draw_report_figures(lang, fig_dir, drawn=drawn, result_paths=result_paths, tables_dir=Path(tables_dir),
+                            search_dir=Path(search_dir), studies=studies, config=config,
+                            model_figures_json=model_figures_json, dataset_path=dataset_path)  # fmt: skip
         context = build_context(tables_dir=Path(tables_dir), search_dir=Path(search_dir), studies=studies,
                                 dataset_json=Path(dataset_json), config=config, lang=lang,
                                 gradcheck_json=Path(gradcheck_json), recogniser_json=Path(recogniser_json),
