@@ -541,8 +541,9 @@ def test_the_documented_model_snippet_runs_as_written(study):
     assert accuracy == pytest.approx(result["test_acc"])
 
 
-def mlflow_ui(workdir: Path, log: Path):
-    """The documented `mlflow ui` command on the study's store, on a free port of 127.0.0.1."""
+def documented_server(workdir: Path, log: Path, command: list[str], ready: str, env: dict | None = None):
+    """A server command as the docs give it, on a free port of 127.0.0.1 (``{port}`` in ``command``), run in
+    the study's folder until ``ready`` (a path) answers; returns the port and a function that stops it."""
     import os
     import signal
     import socket
@@ -551,22 +552,58 @@ def mlflow_ui(workdir: Path, log: Path):
 
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
-    env = {**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "ui", "--workers", "1", "--backend-store-uri",
-         "sqlite:///results/mlflow/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=workdir, stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [part.replace("{port}", str(port)) for part in command], cwd=workdir, stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT, env=env or clean_env(), start_new_session=True,
     )  # fmt: skip
     give_up = time.monotonic() + 900  # only against a server that hangs without exiting
     while True:
         assert server.poll() is None, log.read_text()[-3000:]
         assert time.monotonic() < give_up, log.read_text()[-3000:]
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{ready}", timeout=5).close()
             break
         except OSError:
             time.sleep(0.2)
     return port, lambda: (os.killpg(server.pid, signal.SIGTERM), server.wait(timeout=60))
+
+
+def mlflow_ui(workdir: Path, log: Path):
+    """The documented `mlflow ui` command on the study's store."""
+    command = [sys.executable, "-m", "mlflow", "ui", "--workers", "1", "--backend-store-uri",
+               "sqlite:///results/mlflow/mlflow.db", "--host", "127.0.0.1", "--port", "{port}"]  # fmt: skip
+    return documented_server(workdir, log, command, "/health",
+                             env={**clean_env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})  # fmt: skip
+
+
+def test_optuna_dashboard_lists_every_search_and_shows_its_metric(study, tmp_path):
+    """The documented optuna-dashboard command on the study's journal, in Chromium: at desktop width every
+    search is listed and opens on its history of best_val_acc (the objective's name, not "Objective 0");
+    at phone width the list shows every search too (a study's page is wider than a phone: the dashboard's
+    own layout, docs/outputs.md)."""
+    workdir, _ = study
+    names = sorted(json.loads(p.read_text())["storage_name"] for p in workdir.glob("results/search/*/setup.json"))
+    assert len(names) == 3, names
+    command = [str(Path(sys.executable).parent / "optuna-dashboard"), "results/search/optuna.journal", "--host",
+               "127.0.0.1", "--port", "{port}"]  # fmt: skip
+    port, stop = documented_server(workdir, tmp_path / "dashboard.log", command, "/api/studies")
+    try:
+        with sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+            phone.goto(f"http://127.0.0.1:{port}/dashboard")
+            for name in names:
+                phone.get_by_text(name).first.wait_for(timeout=120_000)
+                assert phone.get_by_text(name).first.is_visible(), name
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"http://127.0.0.1:{port}/dashboard")
+            page.get_by_text(names[0]).first.click()
+            page.get_by_text("best_val_acc").first.wait_for(timeout=120_000)  # the history's y axis
+            assert "/dashboard/studies/" in page.url and page.get_by_role("heading", name="History").is_visible()
+            assert "Objective 0" not in page.inner_text("body")
+            browser.close()
+    finally:
+        stop()
 
 
 def test_the_closing_link_opens_mlflow_on_the_grids_runs(study, tmp_path):
