@@ -608,7 +608,8 @@ def test_optuna_dashboard_lists_every_search_and_shows_its_metric(study, tmp_pat
 
 def test_the_closing_link_opens_mlflow_on_the_grids_runs(study, tmp_path):
     """The console's last lines give the grid's runs view as a link: in Chromium, at desktop and phone widths,
-    it shows the runs (named seed first), not MLflow 3's GenAI overview; and from the experiments list,
+    it shows the runs (named seed first), not MLflow 3's GenAI overview, and the registered best MLP's page
+    its alias, source run and description; and from the experiments list,
     choosing "Model training" once makes a click on the experiment land on its runs."""
     workdir, _ = study
     console = (workdir / "console.txt").read_text()
@@ -624,6 +625,12 @@ def test_the_closing_link_opens_mlflow_on_the_grids_runs(study, tmp_path):
                 page.goto(url)
                 page.get_by_text(re.compile(r"^seed \d+ · ")).first.wait_for(timeout=120_000)
                 assert "/runs" in page.url and "Token Usage" not in page.inner_text("body")
+                # the registered best MLP's page (docs/outputs.md): its aliases, source run and description
+                best = json.loads((workdir / "results/mlflow/registered.json").read_text())["mlp"]
+                page.goto(f"http://127.0.0.1:{port}/#/models/{best['name']}/versions/{best['version']}")
+                page.get_by_text("Chosen on validation accuracy", exact=False).first.wait_for(timeout=120_000)
+                body = page.inner_text("body")
+                assert "champion" in body and f"seed {best['seed']} · {best['cell']}" in body, body[:2000]
                 page.close()
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{port}/#/experiments")
