@@ -4,6 +4,7 @@ import os
 
 from snakemake.utils import min_version
 
+from nnstudy.console import end_rate_limiter_timers
 from nnstudy.jobs import study_done_message
 from nnstudy.slurm import explain as explain_slurm_limits
 
@@ -50,6 +51,7 @@ rule all:
 onerror:
     # on SLURM: name each job stopped for exceeding its mem_mb or runtime, and where to raise it
     explain_slurm_limits(log)
+    end_rate_limiter_timers()
 
 
 onsuccess:
@@ -60,3 +62,4 @@ onsuccess:
             LANGS, config["mlflow"]["tracking_uri"], config["output_dir"]
         )
     )
+    end_rate_limiter_timers()  # the process exits now, not when the last pending timer fires

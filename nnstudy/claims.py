@@ -21,8 +21,11 @@ conservative per-claim level alpha / m.  Every distribution comes from ``scipy.s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,6 +39,8 @@ FAMILIES = ("seed", "extension")
 KINDS = ("contrast", "all_of", "interaction")
 #: metrics judged as counts (exact permutation test) rather than as means (t-test)
 COUNT_METRICS = ("epochs_to_best", "epochs")
+#: how sign_flip_interval maps over its two ends: ``map``, or a process pool's while study_claims has workers
+INTERVAL_MAP: ContextVar[Callable] = ContextVar("interval_map", default=map)
 #: metrics stored as fractions and shown in percent
 PERCENT_METRICS = ("test_acc", "best_val_acc")
 CLAIM_COLUMNS = ["family", "arm", "claim", "kind", "role", "part_of", "metric", "direction", "a", "b", "n",
@@ -183,25 +188,28 @@ def subset_means(d: np.ndarray) -> np.ndarray:
 
 def sign_flip_interval(d: np.ndarray, alpha: float, tolerance: float = 1e-3) -> tuple[float, float]:
     """The shifts s for which the sign-flip test of ``d - s`` keeps the null at level alpha (p > alpha).
-    Each end is bracketed by bisection between the mean (p = 1) and a shift far enough to reject, then
-    snapped to the subset mean in the bracket where the kept set ends (it is closed there)."""
+    Its two ends are found apart (``interval_end``), side by side when ``study_claims`` has workers."""
+    low, high = INTERVAL_MAP.get()(partial(interval_end, d, alpha, tolerance), (-1, +1))
+    return low, high
+
+
+def interval_end(d: np.ndarray, alpha: float, tolerance: float, direction: int) -> float:
+    """One end of ``sign_flip_interval``: bracketed by bisection between the mean (p = 1) and a shift far
+    enough to reject, then snapped to the subset mean in the bracket where the kept set ends (it is closed
+    there)."""
     mean = float(d.mean())
     reach = float(np.ptp(d)) + float(np.abs(d - mean).max()) + 1.0
     kept = lambda shift: sign_flip_test(d - shift) > alpha  # noqa: E731
+    inside, outside = mean, mean + direction * reach
+    if kept(outside):  # too few pairs to reject anything at this level
+        return float("inf") * direction
+    while abs(outside - inside) > tolerance:
+        middle = (inside + outside) / 2
+        inside, outside = (middle, outside) if kept(middle) else (inside, middle)
+    low, high = sorted((inside, outside))
     breaks = subset_means(d) if len(d) <= 20 else np.array([])
-
-    def end(direction: int) -> float:
-        inside, outside = mean, mean + direction * reach
-        if kept(outside):  # too few pairs to reject anything at this level
-            return float("inf") * direction
-        while abs(outside - inside) > tolerance:
-            middle = (inside + outside) / 2
-            inside, outside = (middle, outside) if kept(middle) else (inside, middle)
-        low, high = sorted((inside, outside))
-        candidates = [b for b in breaks[(breaks >= low) & (breaks <= high)] if kept(b)]
-        return max(candidates, key=lambda b: direction * b) if candidates else inside
-
-    return end(-1), end(+1)
+    candidates = [b for b in breaks[(breaks >= low) & (breaks <= high)] if kept(b)]
+    return float(max(candidates, key=lambda b: direction * b)) if candidates else inside
 
 
 def test_and_interval(d: np.ndarray, method: str, alpha: float) -> tuple[float, tuple[float, float]]:
@@ -361,8 +369,17 @@ def component_verdict(row: Mapping[str, Any], owner: Mapping[str, Any]) -> str:
     return "inconclusive"
 
 
-def study_claims(runs: pd.DataFrame, protocol: Mapping[str, Any]) -> pd.DataFrame:
-    """claims.csv: every declared claim in every arm; Holm within each family across the arms."""
+def study_claims(runs: pd.DataFrame, protocol: Mapping[str, Any], workers: int = 1) -> pd.DataFrame:
+    """claims.csv: every declared claim in every arm; Holm within each family across the arms. With
+    ``workers`` > 1 the two ends of each sign-flip interval are searched in two processes at once (the same
+    numbers: each end is found the same way, alone)."""
+    if workers > 1:
+        with ProcessPoolExecutor(min(workers, 2)) as pool:
+            token = INTERVAL_MAP.set(pool.map)
+            try:
+                return study_claims(runs, protocol)
+            finally:
+                INTERVAL_MAP.reset(token)
     specs = parse_claims(protocol)
     rows = [row for arm in protocol["arms"] for row in arm_rows(runs, arm, specs, protocol["alpha"])]
     for family in dict.fromkeys(r["family"] for r in rows):

@@ -8,6 +8,7 @@ Snakemake's own formatting.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,3 +96,16 @@ class Progress:
         elapsed = clock_text(self.clock() - self.begun)
         left = "" if self.done >= self.total else f" ~{clock_text(self.seconds_left())} left"
         return f"  {self.done}/{self.total} {elapsed}{left}  {label} {seconds:.0f}s"
+
+
+def end_rate_limiter_timers() -> int:
+    """Cancel the timers still pending in Snakemake's process once the workflow has ended; returns how many.
+
+    Snakemake's job-rate limiter (``--max-jobs-per-timespan``) starts a ``threading.Timer`` of its timespan
+    after every scheduling pass; they are not daemon threads, so the process would wait for the last ones
+    before exiting: up to the timespan, which the profiles lengthen from 1 s to 10 s to cut Snakemake's own
+    CPU time (docs/performance.md). Called from the Snakefile's onsuccess and onerror."""
+    timers = [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
+    for timer in timers:
+        timer.cancel()
+    return len(timers)

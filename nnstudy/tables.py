@@ -284,17 +284,18 @@ def budget_table(trial_paths: Iterable[str | Path], max_trials: int | None = Non
 
 def write_tables(
     result_paths: Iterable[str | Path], out_dir: str | Path, protocol: dict | None = None,
-    trial_paths: Iterable[str | Path] = (),
+    trial_paths: Iterable[str | Path] = (), workers: int = 1,
 ) -> dict[str, pd.DataFrame]:  # fmt: skip
     """runs.csv, table1-3.{csv,md}, claims.csv (the confirmatory claims), comparisons.csv (exploratory
-    Welch tests) and budget.csv (expected best against search budget) in ``out_dir``, and each as .html."""
+    Welch tests) and budget.csv (expected best against search budget) in ``out_dir``, and each as .html;
+    ``workers``: processes for the claims' exact intervals."""
     from .claims import study_claims
 
     out_dir = Path(out_dir)
     protocol = {**DEFAULT_PROTOCOL, **(protocol or {})}
     runs = load_runs(result_paths)
     tables = {"runs": runs, "table1": table1(runs), "table2": table2(runs), "table3": table3(runs)}
-    tables["claims"] = study_claims(runs, protocol)
+    tables["claims"] = study_claims(runs, protocol, workers=workers)
     tables["comparisons"] = exploratory_comparisons(runs)
     tables["budget"] = budget_table(trial_paths)
     for name in ("claims", "comparisons", "runs", "budget"):

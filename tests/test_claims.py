@@ -177,6 +177,18 @@ def test_declared_claims_give_rows_per_family_with_components_and_an_interaction
     assert (table["ci_adj_high"] - table["ci_adj_low"] >= table["ci_high"] - table["ci_low"] - 1e-12).all()
 
 
+def test_the_claims_table_is_the_same_with_two_processes():
+    """The tables job searches the two ends of each sign-flip interval in two processes: the same table, to the
+    last digit, as in one."""
+    means = {"plain": 0.975, "bn": 0.978, "dp": 0.972, "both": 0.970, "sgd": 0.970}
+    epochs = {"plain": 14, "bn": 10, "dp": 15, "both": 20, "sgd": 36}
+    runs = synthetic_runs(means, epochs, n=8, seed=5)
+    alone = study_claims(runs, PROTOCOL)
+    assert (alone["method"] == "sign-flip").any()
+    pd.testing.assert_frame_equal(study_claims(runs, PROTOCOL, workers=2), alone, check_exact=True)
+    assert alone.to_csv() == study_claims(runs, PROTOCOL, workers=2).to_csv()
+
+
 def test_a_composite_is_contradicted_when_one_component_is_significant_the_other_way():
     """BN+DP clearly better than DP alone (the wrong way) and worse than BN alone: not supported, contradicted;
     the binding component is the wrong-way one, and the composite's p is k times its p."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 
-from nnstudy.console import Progress, clock_text, job_label
+from nnstudy.console import Progress, clock_text, end_rate_limiter_timers, job_label
 
 
 class FakeClock:
@@ -84,3 +85,14 @@ def test_job_logs_time_each_line_and_carry_no_experimental_warning(study):
     assert not [log for log in logs if "ExperimentalWarning" in log.read_text()]
     # a log file is read in an editor or with less: no progress bar's carriage returns, no terminal colours
     assert not [log for log in logs if b"\r" in log.read_bytes() or b"\x1b[" in log.read_bytes()]
+
+
+def test_pending_rate_limiter_timers_are_cancelled_at_the_end():
+    """Snakemake's rate limiter leaves a timer of its timespan (10 s in the profiles) pending after its last
+    pass; the Snakefile's onsuccess/onerror cancel them, so the process exits without waiting for them."""
+    fired = threading.Event()
+    timer = threading.Timer(600, fired.set)
+    timer.start()
+    assert end_rate_limiter_timers() >= 1
+    timer.join(timeout=60)  # a bound against a hang: a cancelled timer ends at once
+    assert not timer.is_alive() and not fired.is_set()

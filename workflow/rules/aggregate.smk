@@ -43,7 +43,9 @@ rule tables:
         "results/logs/tables.log",
     conda:
         "../../environment.yml"
-    threads: 1
+    # the two ends of each exact sign-flip interval are searched side by side (432 s in one process on the
+    # default study, which waits on this job alone at its end)
+    threads: 2
     resources:
         mem_mb=1024,
         runtime=10,

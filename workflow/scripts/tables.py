@@ -10,4 +10,5 @@ write_tables(
     Path(snakemake.output.runs).parent,
     protocol=json.loads(snakemake.params.protocol),
     trial_paths=snakemake.input.trials,
+    workers=snakemake.threads,
 )
