@@ -21,6 +21,7 @@ conservative per-claim level alpha / m.  Every distribution comes from ``scipy.s
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextvars import ContextVar
@@ -374,7 +375,8 @@ def study_claims(runs: pd.DataFrame, protocol: Mapping[str, Any], workers: int =
     ``workers`` > 1 the two ends of each sign-flip interval are searched in two processes at once (the same
     numbers: each end is found the same way, alone)."""
     if workers > 1:
-        with ProcessPoolExecutor(min(workers, 2)) as pool:
+        # fork: a Snakemake script has no __main__ guard, so a spawned worker would run the whole job again
+        with ProcessPoolExecutor(min(workers, 2), mp_context=multiprocessing.get_context("fork")) as pool:
             token = INTERVAL_MAP.set(pool.map)
             try:
                 return study_claims(runs, protocol)
