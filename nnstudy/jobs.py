@@ -162,7 +162,8 @@ def study_done_message(langs: list[str], tracking_uri: str, output_dir: str = ".
     store = tracking_uri or f"sqlite:///{here}results/mlflow/mlflow.db"
     reports = ", ".join(f"{here}report/lab_report.{lang}.html" for lang in langs)
     gui = ".venv/bin/nnstudy-gui" + (f" --results {here}results" if here else "")
-    experiments = Path(here or ".") / "results" / "mlflow" / "store.json"
+    # Snakemake's process is in the study's folder by now (common.smk enters output_dir)
+    experiments = Path("results") / "mlflow" / "store.json"
     grid = read_json(experiments)["experiments"]["grid"] if experiments.is_file() else None
     runs = f"http://127.0.0.1:5000/#/experiments/{grid}/{RUNS_VIEW}" if grid else "http://127.0.0.1:5000/"
     return "\n".join([

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 extras=""
-packages="fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 chromium dataset-fashion-mnist"
+packages="python3-venv fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 chromium dataset-fashion-mnist"
 if [ "${1:-}" = "--test" ]; then
   extras="[test]"
   packages="$packages poppler-utils postgresql munge slurmctld slurmd slurm-client"

@@ -4,6 +4,7 @@ digits; the Fashion-MNIST config plans a study of its own beside a finished MNIS
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def shapes_study(tmp_path_factory):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
     proc = snakemake(workdir, "--cores", "2")
     assert proc.returncode == 0, proc.stderr[-4000:]
+    (workdir / "console.txt").write_text(proc.stdout + proc.stderr)
     return workdir, config
 
 
@@ -53,6 +55,12 @@ def test_the_study_lives_in_its_own_folder(shapes_study):
     assert not (workdir / "results").exists() and not (workdir / "report" / "lab_report.en.md").exists()
     card = yaml.safe_load((study / "results" / "data" / "card.json").read_text())
     assert card["classes"]["en"] == CLASSES_EN and card["preprocess"] == "photo"
+    # the closing lines name its store and report under its folder, and link MLflow's runs view of its grid
+    console = (workdir / "console.txt").read_text()
+    grid = json.loads((study / "results" / "mlflow" / "store.json").read_text())["experiments"]["grid"]
+    link = f"then http://127.0.0.1:5000/#/experiments/{grid}/runs?workflowType=machine_learning"
+    assert link in console, console[-1500:]
+    assert f"--backend-store-uri sqlite:///{STUDY}/results/mlflow/mlflow.db" in console
 
 
 def test_the_report_follows_the_dataset(shapes_study):

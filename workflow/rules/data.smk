@@ -17,12 +17,11 @@ rule download_data:
     resources:
         mem_mb=512,
         runtime=30,
+    # what the files are; where and how patiently to fetch them (data.mirrors, timeout_s, file_deadline_s,
+    # min_bytes_per_s) changes no byte of them, so the script reads those from the config: editing them
+    # reruns nothing (as a parameter, a new timeout would rewrite the data and rerun the whole study)
     params:
         dataset=config["data"]["name"],
-        mirrors=config["data"]["mirrors"],
-        timeout=config["data"]["timeout_s"],
-        deadline=config["data"]["file_deadline_s"],
-        min_bytes_per_s=config["data"]["min_bytes_per_s"],
         sha256=dict(sorted(config["data"]["sha256"].items())),  # in a canonical order
     script:
         "../scripts/download_data.py"
@@ -64,10 +63,11 @@ rule mlflow_store:
     resources:
         mem_mb=1024,
         runtime=10,
+    # the store and its experiments' names; how long to wait for a server (server_check_timeout_s) is read
+    # from the config: it changes nothing the store holds, so editing it reruns nothing
     params:
         tracking_uri=config["mlflow"]["tracking_uri"],
         prefix=config["mlflow"]["experiment_prefix"],
-        check_timeout=config["mlflow"]["server_check_timeout_s"],
     script:
         "../scripts/mlflow_store.py"
 

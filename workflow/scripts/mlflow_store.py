@@ -11,6 +11,6 @@ experiments = setup_store(
     resolve_uri(uri, Path.cwd()),
     snakemake.params.prefix,
     results / "mlflow" / "artifacts",
-    check_timeout=snakemake.params.check_timeout,
+    check_timeout=snakemake.config["mlflow"]["server_check_timeout_s"],  # changes nothing stored
 )
 atomic_write_json(snakemake.output[0], {"uri": uri, "experiments": experiments})
